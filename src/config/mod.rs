@@ -1,0 +1,22 @@
+//! The gateway configuration: YAML schema, validation and hot reload.
+//!
+//! A file goes through three steps: [`schema`] parses it strictly (unknown fields are errors),
+//! [`validate`] checks every cross-reference and compiles it into an immutable [`Snapshot`] with
+//! lookup tables, and [`reload`] swaps a new snapshot in atomically on SIGHUP or on a file edit.
+//! Every error names the file, the line and the field ([`ConfigError`]).
+
+mod duration;
+mod error;
+mod positions;
+pub mod reload;
+pub mod schema;
+mod snapshot;
+mod validate;
+
+pub use duration::parse_duration;
+pub use error::ConfigError;
+pub use snapshot::{
+    AccessLogSettings, AnonymousPolicy, HealthCheckSettings, KeyEntry, LimitHeaders, OnError,
+    RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
+};
+pub use validate::{load_file, load_str};

@@ -1,0 +1,189 @@
+//! The [`Limiter`]: a store plus what to do when it cannot answer.
+//!
+//! Order of a decision: an unlimited tier needs no store; a cached denial answers locally; an
+//! open circuit breaker skips the store; otherwise the store decides within `timeout_ms`. When
+//! the store fails, `on_error` picks fail-open, fail-closed or the in-process limits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::breaker::{Breaker, Permit};
+use super::over_limit_cache::OverLimitCache;
+use super::redis_store::{RedisStore, RedisTarget};
+use super::{Limit, MemoryStore, Store, StoreError, Verdict};
+use crate::config::{OnError, RedisSettings};
+use crate::metrics;
+
+/// Who produced a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The configured store (Redis, or memory when there is no Redis).
+    Store,
+    /// The over-limit cache: a denial Redis gave earlier, still running.
+    Cache,
+    /// The in-process fallback during a store failure (`on_error: local`).
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Decided {
+        verdict: Verdict,
+        source: Source,
+    },
+    /// The store failed and `on_error: fail_open` lets the request through unlimited.
+    FailOpen(StoreError),
+    /// The store failed and `on_error: fail_closed` refuses the request.
+    FailClosed(StoreError),
+}
+
+pub struct Limiter {
+    primary: Arc<dyn Store>,
+    local: Arc<MemoryStore>,
+    on_error: OnError,
+    timeout: Duration,
+    breaker: Breaker,
+    over_limit: Option<OverLimitCache>,
+    last_fallback_log_ms: AtomicU64,
+    epoch: Instant,
+    settings: Option<RedisSettings>,
+}
+
+impl Limiter {
+    /// Single node, no Redis: the in-process store is the store.
+    pub fn in_memory(local: Arc<MemoryStore>) -> Self {
+        Limiter {
+            primary: local.clone(),
+            local,
+            on_error: OnError::FailOpen,
+            timeout: Duration::from_secs(1),
+            breaker: Breaker::new(u32::MAX, Duration::from_secs(1)),
+            over_limit: None,
+            last_fallback_log_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            settings: None,
+        }
+    }
+
+    /// Redis (single or cluster) with the failure policy of `settings`. Does not connect yet.
+    pub fn redis(settings: &RedisSettings, local: Arc<MemoryStore>) -> Self {
+        let target = if settings.cluster {
+            RedisTarget::Cluster(settings.urls.clone())
+        } else {
+            RedisTarget::Single(settings.urls[0].clone())
+        };
+        let store = RedisStore::new(target, &settings.key_prefix, settings.timeout);
+        Limiter {
+            primary: Arc::new(store),
+            local,
+            on_error: settings.on_error,
+            timeout: settings.timeout,
+            breaker: Breaker::new(settings.breaker_failures, settings.breaker_open),
+            over_limit: settings.over_limit_cache.then(OverLimitCache::new),
+            last_fallback_log_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            settings: Some(settings.clone()),
+        }
+    }
+
+    /// The Redis settings this limiter was built from (None: in-memory). A reload with equal
+    /// settings keeps this limiter, its connection and its breaker.
+    pub fn settings(&self) -> Option<&RedisSettings> {
+        self.settings.as_ref()
+    }
+
+    pub fn store_kind(&self) -> &'static str {
+        self.primary.kind()
+    }
+
+    pub fn breaker_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// Decides one request. `generation` ties cached denials to the config they were made under.
+    pub async fn decide(
+        &self,
+        identity: &str,
+        tier: &str,
+        limits: &[Limit],
+        cost: u64,
+        generation: u64,
+    ) -> Outcome {
+        if limits.is_empty() {
+            return Outcome::Decided {
+                verdict: Verdict {
+                    allowed: true,
+                    outcomes: Vec::new(),
+                },
+                source: Source::Store,
+            };
+        }
+        if let Some(cache) = &self.over_limit {
+            if let Some(verdict) = cache.get(identity, tier, generation) {
+                return Outcome::Decided {
+                    verdict,
+                    source: Source::Cache,
+                };
+            }
+        }
+        let permit = self.breaker.permit();
+        if permit == Permit::Reject {
+            metrics::store_error(StoreError::CircuitOpen.kind());
+            return self.fallback(StoreError::CircuitOpen, identity, limits, cost);
+        }
+        match self.primary.check(identity, limits, cost, None).await {
+            Ok(verdict) => {
+                self.breaker.on_success(permit);
+                if let Some(cache) = &self.over_limit {
+                    cache.put(identity, tier, generation, &verdict);
+                }
+                Outcome::Decided {
+                    verdict,
+                    source: Source::Store,
+                }
+            }
+            Err(e) => {
+                metrics::store_error(e.kind());
+                self.breaker.on_failure(permit);
+                self.fallback(e, identity, limits, cost)
+            }
+        }
+    }
+
+    fn fallback(&self, e: StoreError, identity: &str, limits: &[Limit], cost: u64) -> Outcome {
+        self.log_fallback(&e);
+        match self.on_error {
+            OnError::FailOpen => Outcome::FailOpen(e),
+            OnError::FailClosed => Outcome::FailClosed(e),
+            OnError::Local => Outcome::Decided {
+                verdict: self.local.check_sync(identity, limits, cost, None),
+                source: Source::Local,
+            },
+        }
+    }
+
+    /// At most one line per second, so an outage does not flood the log.
+    fn log_fallback(&self, e: &StoreError) {
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.last_fallback_log_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 1000
+            && self
+                .last_fallback_log_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::warn!(
+                "rate-limit store unavailable ({e}); applying on_error={:?}",
+                self.on_error
+            );
+        }
+    }
+
+    /// For `/readyz`: the store answers a PING within `timeout_ms`.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        tokio::time::timeout(self.timeout, self.primary.ping())
+            .await
+            .unwrap_or(Err(StoreError::Timeout))
+    }
+}

@@ -1,0 +1,33 @@
+//! `tollgate`: parse the command line, validate, run.
+
+use clap::Parser;
+
+use tollgate::{app, cli::Cli};
+
+fn main() {
+    // Pingora leaves SIGHUP at its default action (terminate). Ignore it until the reloader
+    // installs its handler, so a reload sent during start-up cannot kill the process.
+    // SAFETY: setting a signal disposition before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+
+    if cli.pingora.test {
+        match app::check(&cli) {
+            Ok(msg) => {
+                println!("{msg}");
+                std::process::exit(0);
+            }
+            Err(msg) => {
+                eprintln!("{msg}");
+                std::process::exit(1);
+            }
+        }
+    }
+    if let Err(msg) = app::run(cli) {
+        eprintln!("tollgate: {msg}");
+        std::process::exit(1);
+    }
+}

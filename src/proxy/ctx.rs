@@ -1,0 +1,69 @@
+//! Per-request state carried through the Pingora phases.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+
+use super::ratelimit_headers::Headline;
+use super::Generation;
+use crate::config::Route;
+use crate::identity::Identity;
+
+pub struct RequestCtx {
+    pub started: Instant,
+    /// The configuration this request is judged by, from start to end.
+    pub generation: Option<Arc<Generation>>,
+    /// Index into `generation.snapshot.routes`.
+    pub route: Option<usize>,
+    pub identity: Option<Identity>,
+    pub request_id: HeaderValue,
+    pub traceparent: Option<HeaderValue>,
+    /// The `decision` label of the rate-limit metrics, once decided.
+    pub decision: Option<&'static str>,
+    /// The limit whose headers the response carries.
+    pub headline: Option<Headline>,
+    pub peer: Option<SocketAddr>,
+    /// Peers that refused a connection for this request, skipped on retry.
+    pub failed_peers: Vec<SocketAddr>,
+    pub upstream_started: Option<Instant>,
+    pub upstream_took: Option<Duration>,
+    /// The status `fail_to_proxy` chose, for logging when nothing else was written.
+    pub error_status: Option<u16>,
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        RequestCtx {
+            started: Instant::now(),
+            generation: None,
+            route: None,
+            identity: None,
+            request_id: HeaderValue::from_static("-"),
+            traceparent: None,
+            decision: None,
+            headline: None,
+            peer: None,
+            failed_peers: Vec::new(),
+            upstream_started: None,
+            upstream_took: None,
+            error_status: None,
+        }
+    }
+}
+
+impl RequestCtx {
+    pub fn route(&self) -> Option<&Route> {
+        Some(&self.generation.as_ref()?.snapshot.routes[self.route?])
+    }
+
+    /// The `route` label: the configured prefix, or `unmatched`.
+    pub fn route_label(&self) -> &str {
+        self.route().map_or("unmatched", |r| &r.name)
+    }
+
+    pub fn tier_label(&self) -> &str {
+        self.identity.as_ref().map_or("none", |i| &i.tier().name)
+    }
+}

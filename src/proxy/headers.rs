@@ -1,0 +1,140 @@
+//! What the upstream sees: the client's request with the path rewritten, hop-by-hop headers
+//! and the API key removed, and the forwarding and identity headers added.
+
+use http::header::{HeaderName, HOST};
+use http::{HeaderValue, Uri};
+use pingora::http::RequestHeader;
+use pingora::Result;
+
+use crate::config::Route;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that must not be forwarded. `Transfer-Encoding` is
+/// left to Pingora, which re-frames the body itself.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// `/proxy/a/b?x=1` under prefix `/proxy/` becomes `/a/b?x=1`.
+pub fn strip_prefix(uri: &Uri, prefix: &str) -> Option<String> {
+    let path = uri.path();
+    let rest = path.strip_prefix(prefix)?;
+    let mut out = String::with_capacity(rest.len() + 2 + uri.query().map_or(0, |q| q.len() + 1));
+    if !rest.starts_with('/') {
+        out.push('/');
+    }
+    out.push_str(rest);
+    if let Some(q) = uri.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    Some(out)
+}
+
+/// The request-specific values the rewrite needs.
+pub struct Forwarding<'a> {
+    pub route: &'a Route,
+    pub upstream_host: &'a str,
+    pub key_header: &'a HeaderName,
+    /// The socket peer, appended to X-Forwarded-For.
+    pub peer_ip: Option<String>,
+    pub request_id: &'a HeaderValue,
+    pub traceparent: Option<&'a HeaderValue>,
+    pub key_id: Option<&'a HeaderValue>,
+    pub tier: Option<&'a str>,
+}
+
+pub fn rewrite(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
+    if f.route.strip_prefix {
+        if let Some(p) = strip_prefix(&req.uri, &f.route.prefix) {
+            if let Ok(uri) = p.parse::<Uri>() {
+                req.set_uri(uri);
+            }
+        }
+    }
+
+    let client_host = req.headers.get(HOST).cloned();
+    let websocket = req
+        .headers
+        .get("upgrade")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = req
+        .headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| !(websocket && n.as_str() == "upgrade"))
+        .collect();
+    for n in named {
+        req.remove_header(&n);
+    }
+    for h in HOP_BY_HOP {
+        if websocket && (*h == "upgrade" || *h == "connection") {
+            continue;
+        }
+        req.remove_header(*h);
+    }
+    req.remove_header(f.key_header);
+
+    if !f.route.preserve_host {
+        req.insert_header(HOST, f.upstream_host)?;
+    }
+    if let Some(ip) = &f.peer_ip {
+        let xff = match req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+            _ => ip.clone(),
+        };
+        req.insert_header("X-Forwarded-For", xff)?;
+    }
+    req.insert_header("X-Forwarded-Proto", "http")?;
+    match client_host {
+        Some(h) => req.insert_header("X-Forwarded-Host", h)?,
+        None => {
+            req.remove_header("x-forwarded-host");
+        }
+    }
+    req.insert_header("X-Request-Id", f.request_id.clone())?;
+    if let Some(tp) = f.traceparent {
+        req.insert_header("traceparent", tp.clone())?;
+    }
+    // Never forward identity headers a client made up.
+    req.remove_header("x-tollgate-key-id");
+    req.remove_header("x-tollgate-tier");
+    if let Some(id) = f.key_id {
+        req.insert_header("X-Tollgate-Key-Id", id.clone())?;
+    }
+    if let Some(tier) = f.tier {
+        req.insert_header("X-Tollgate-Tier", tier)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_prefix_and_keeps_query() {
+        let u: Uri = "/proxy/a/b?x=1".parse().unwrap();
+        assert_eq!(strip_prefix(&u, "/proxy/").unwrap(), "/a/b?x=1");
+        let u: Uri = "/proxy".parse().unwrap();
+        assert_eq!(strip_prefix(&u, "/proxy").unwrap(), "/");
+        let u: Uri = "/other".parse().unwrap();
+        assert!(strip_prefix(&u, "/proxy/").is_none());
+    }
+}

@@ -1,0 +1,138 @@
+//! Upstream pools: round robin over healthy peers, with active health checks.
+//!
+//! Each pool wraps Pingora's `LoadBalancer<RoundRobin>`. Pools are rebuilt on reload only when
+//! their settings change, so a reload keeps the health state of untouched upstreams. One
+//! background service, [`HealthChecker`], runs the checks of whatever pools are current.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::{selection::RoundRobin, Backend, LoadBalancer};
+use pingora::prelude::HttpPeer;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use super::SharedState;
+use crate::config::UpstreamSettings;
+
+pub struct UpstreamPool {
+    pub settings: UpstreamSettings,
+    lb: LoadBalancer<RoundRobin>,
+    epoch: Instant,
+    next_check_ms: AtomicU64,
+}
+
+impl std::fmt::Debug for UpstreamPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamPool")
+            .field("name", &self.settings.name)
+            .finish()
+    }
+}
+
+impl UpstreamPool {
+    /// Resolves the peers (DNS names are resolved once, here) and sets up the health check.
+    pub fn build(settings: &UpstreamSettings) -> Result<Self, String> {
+        let mut lb =
+            LoadBalancer::<RoundRobin>::try_from_iter(settings.peers.iter().map(String::as_str))
+                .map_err(|e| format!("upstream '{}': cannot resolve peers: {e}", settings.name))?;
+        let timeout = settings.connect_timeout.min(Duration::from_secs(2));
+        match &settings.health_check.path {
+            Some(path) => {
+                let mut hc = HttpHealthCheck::new(&settings.host, settings.tls);
+                let uri = path
+                    .parse()
+                    .map_err(|_| format!("upstream '{}': bad health check path", settings.name))?;
+                hc.req.set_uri(uri);
+                hc.peer_template.options.connection_timeout = Some(timeout);
+                hc.peer_template.options.read_timeout = Some(timeout);
+                if settings.tls {
+                    hc.peer_template.sni = settings.sni.clone();
+                }
+                lb.set_health_check(Box::new(hc));
+            }
+            None => {
+                let mut hc = TcpHealthCheck::new();
+                hc.peer_template.options.connection_timeout = Some(timeout);
+                lb.set_health_check(hc);
+            }
+        }
+        Ok(UpstreamPool {
+            settings: settings.clone(),
+            lb,
+            epoch: Instant::now(),
+            next_check_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// The next healthy peer in round-robin order that is not in `exclude` (peers that already
+    /// failed this request).
+    pub fn select(&self, exclude: &[SocketAddr]) -> Option<Backend> {
+        self.lb.select_with(b"", 256, |b, healthy| {
+            healthy && b.addr.as_inet().is_none_or(|a| !exclude.contains(a))
+        })
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.settings.peers.len()
+    }
+
+    /// A peer for `backend` with this upstream's TLS and timeouts.
+    pub fn peer(&self, backend: &Backend) -> HttpPeer {
+        let s = &self.settings;
+        let mut peer = HttpPeer::new(backend, s.tls, s.sni.clone());
+        peer.options.connection_timeout = Some(s.connect_timeout);
+        peer.options.read_timeout = Some(s.read_timeout);
+        peer.options.write_timeout = Some(s.write_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        peer
+    }
+
+    /// Runs the health check if its interval has passed.
+    async fn check_if_due(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        if now < self.next_check_ms.load(Ordering::Relaxed) {
+            return;
+        }
+        let next = now + self.settings.health_check.interval.as_millis() as u64;
+        self.next_check_ms.store(next, Ordering::Relaxed);
+        self.lb.backends().run_health_check(true).await;
+    }
+}
+
+/// Drives the health checks of the current generation's pools.
+pub struct HealthChecker {
+    state: Arc<SharedState>,
+}
+
+impl HealthChecker {
+    pub fn new(state: Arc<SharedState>) -> Self {
+        HealthChecker { state }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                r = shutdown.changed() => {
+                    if r.is_err() || *shutdown.borrow() {
+                        return;
+                    }
+                }
+                _ = tick.tick() => {
+                    let generation = self.state.load();
+                    let checks = generation.upstreams.values().map(|p| p.check_if_due());
+                    futures::future::join_all(checks).await;
+                }
+            }
+        }
+    }
+}
