@@ -470,3 +470,107 @@ pub fn client() -> reqwest::blocking::Client {
 pub fn path_exists(p: &Path) -> bool {
     p.exists()
 }
+
+/// A parsed raw HTTP/1.x response: status, headers (names lower-cased, in order) and the bytes
+/// after the head.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends `request` verbatim over a fresh connection and reads until the server closes it or
+/// `timeout` passes without data. Returns everything read (possibly nothing), or None when the
+/// connection could not be made or the write failed before anything was sent.
+pub fn raw_exchange(port: u16, request: &[u8], timeout: Duration) -> Option<Vec<u8>> {
+    let mut s =
+        TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    s.set_write_timeout(Some(timeout)).ok()?;
+    // The server may answer and close before taking the whole request: a failed write is an
+    // outcome to look at, not an error.
+    let _ = s.write_all(request);
+    let _ = s.flush();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => break, // timeout or reset: what was read so far is the answer
+        }
+    }
+    Some(buf)
+}
+
+/// Parses the head of a raw HTTP/1.x response; None when `bytes` do not start with one.
+pub fn parse_response(bytes: &[u8]) -> Option<RawResponse> {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&bytes[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    if !status_line.starts_with("HTTP/1.") {
+        return None;
+    }
+    let status = status_line.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(RawResponse {
+        status,
+        headers,
+        body: bytes[end + 4..].to_vec(),
+    })
+}
+
+/// One raw request over a fresh connection (send `Connection: close` in it), parsed.
+pub fn raw_request(port: u16, request: &[u8]) -> Option<RawResponse> {
+    parse_response(&raw_exchange(port, request, Duration::from_secs(10))?)
+}
+
+/// The resident set size of process `pid` in bytes (VmRSS of /proc/<pid>/status).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Starts a `tollgate-echo` that names itself `name` in an `x-echo-name` response header.
+pub fn echo_named(name: &str) -> Echo {
+    let port = free_port();
+    let child = Command::new(ECHO)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--name", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tollgate-echo");
+    // Own the child before waiting, so that a failed start still kills it.
+    let echo = Echo {
+        child: Some(child),
+        port,
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || port_open(port)),
+        "tollgate-echo did not start on {port}"
+    );
+    echo
+}
