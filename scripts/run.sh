@@ -19,7 +19,8 @@ cargo build --release --bins
 
 STARTED=()
 cleanup() {
-    for pid in "${STARTED[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # SIGINT: tollgate stops at once (SIGTERM would wait out the grace period).
+    for pid in "${STARTED[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM

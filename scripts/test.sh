@@ -36,6 +36,9 @@ bash scripts/redis/test_scripts.sh
 step "deployment lints"
 bash scripts/lint-deploy.sh
 
+step "README quick start (scripts/run.sh and its curl lines)"
+bash scripts/readme-smoke.sh
+
 if [ -x scripts/locust-smoke.sh ]; then
     step "locust smoke (headless, <= 60 s)"
     bash scripts/locust-smoke.sh

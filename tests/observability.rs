@@ -45,7 +45,10 @@ fn counters_match_a_known_mix_exactly() {
         assert_eq!(send(&tg, "/api/x", Some("bogus-secret-key")), 401);
     }
     for _ in 0..2 {
-        assert_eq!(send(&tg, "/nowhere/secret-path-abc", Some("free-demo-key")), 404);
+        assert_eq!(
+            send(&tg, "/nowhere/secret-path-abc", Some("free-demo-key")),
+            404
+        );
     }
     for _ in 0..2 {
         assert_eq!(send(&tg, "/api/x?status=500", Some("free-demo-key")), 500);
@@ -53,29 +56,68 @@ fn counters_match_a_known_mix_exactly() {
 
     let m = tg.metrics();
     let v = |s: &str| metric_value(&m, s);
-    assert_eq!(v(r#"tollgate_requests_total{code="200",route="/api/",tier="free"}"#), 3.0);
-    assert_eq!(v(r#"tollgate_requests_total{code="500",route="/api/",tier="free"}"#), 2.0);
-    assert_eq!(v(r#"tollgate_requests_total{code="200",route="/api/",tier="tight"}"#), 2.0);
-    assert_eq!(v(r#"tollgate_requests_total{code="429",route="/api/",tier="tight"}"#), 3.0);
-    assert_eq!(v(r#"tollgate_requests_total{code="401",route="/api/",tier="none"}"#), 2.0);
-    assert_eq!(v(r#"tollgate_requests_total{code="404",route="unmatched",tier="none"}"#), 2.0);
     assert_eq!(
-        v(r#"tollgate_ratelimit_decisions_total{decision="limited",limit="per_minute",tier="tight"}"#),
+        v(r#"tollgate_requests_total{code="200",route="/api/",tier="free"}"#),
         3.0
     );
     assert_eq!(
-        v(r#"tollgate_ratelimit_decisions_total{decision="allowed",limit="per_minute",tier="tight"}"#),
+        v(r#"tollgate_requests_total{code="500",route="/api/",tier="free"}"#),
         2.0
     );
     assert_eq!(
-        v(r#"tollgate_ratelimit_decisions_total{decision="allowed",limit="per_minute",tier="free"}"#),
+        v(r#"tollgate_requests_total{code="200",route="/api/",tier="tight"}"#),
+        2.0
+    );
+    assert_eq!(
+        v(r#"tollgate_requests_total{code="429",route="/api/",tier="tight"}"#),
+        3.0
+    );
+    assert_eq!(
+        v(r#"tollgate_requests_total{code="401",route="/api/",tier="none"}"#),
+        2.0
+    );
+    assert_eq!(
+        v(r#"tollgate_requests_total{code="404",route="unmatched",tier="none"}"#),
+        2.0
+    );
+    assert_eq!(
+        v(
+            r#"tollgate_ratelimit_decisions_total{decision="limited",limit="per_minute",tier="tight"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        v(
+            r#"tollgate_ratelimit_decisions_total{decision="allowed",limit="per_minute",tier="tight"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        v(
+            r#"tollgate_ratelimit_decisions_total{decision="allowed",limit="per_minute",tier="free"}"#
+        ),
         5.0
     );
-    assert_eq!(v(r#"tollgate_key_requests_total{decision="limited",key_id="tina"}"#), 3.0);
-    assert_eq!(v(r#"tollgate_key_requests_total{decision="allowed",key_id="tina"}"#), 2.0);
-    assert_eq!(v(r#"tollgate_key_requests_total{decision="allowed",key_id="alice"}"#), 5.0);
-    assert_eq!(v(r#"tollgate_request_duration_seconds_count{route="/api/"}"#), 12.0);
-    assert_eq!(v(r#"tollgate_upstream_duration_seconds_count{upstream="echo"}"#), 7.0);
+    assert_eq!(
+        v(r#"tollgate_key_requests_total{decision="limited",key_id="tina"}"#),
+        3.0
+    );
+    assert_eq!(
+        v(r#"tollgate_key_requests_total{decision="allowed",key_id="tina"}"#),
+        2.0
+    );
+    assert_eq!(
+        v(r#"tollgate_key_requests_total{decision="allowed",key_id="alice"}"#),
+        5.0
+    );
+    assert_eq!(
+        v(r#"tollgate_request_duration_seconds_count{route="/api/"}"#),
+        12.0
+    );
+    assert_eq!(
+        v(r#"tollgate_upstream_duration_seconds_count{upstream="echo"}"#),
+        7.0
+    );
     // Over-limit cache answers repeated denials locally, so store checks <= decisions.
     let checks = v(r#"tollgate_store_duration_seconds_count{op="check"}"#);
     assert!((8.0..=10.0).contains(&checks), "store checks {checks}");
@@ -84,7 +126,14 @@ fn counters_match_a_known_mix_exactly() {
     assert!(v("process_resident_memory_bytes") > 0.0);
 
     // No label value carries a key or a raw path.
-    for secret in ["free-demo-key", "tight-secret-key", "bogus-secret-key", "secret-path-abc", "/api/ok", "status=500"] {
+    for secret in [
+        "free-demo-key",
+        "tight-secret-key",
+        "bogus-secret-key",
+        "secret-path-abc",
+        "/api/ok",
+        "status=500",
+    ] {
         assert!(!m.contains(secret), "{secret} appears in /metrics");
     }
 }
@@ -168,13 +217,18 @@ fn request_ids_reach_upstream_client_and_access_log() {
     let up: serde_json::Value = r.json().unwrap();
     assert_eq!(up["headers"]["x-request-id"], generated.as_str());
     let started = up["headers"]["traceparent"].as_str().unwrap();
-    assert!(started.starts_with("00-") && started.len() == 55, "{started}");
+    assert!(
+        started.starts_with("00-") && started.len() == 55,
+        "{started}"
+    );
 
     // Answers tollgate writes itself carry the id too.
     let r = client().get(tg.url("/nowhere")).send().unwrap();
     let id404 = r.headers()["x-request-id"].to_str().unwrap().to_string();
 
-    assert!(wait_until(Duration::from_secs(3), || access_lines(&tg).len() >= 3));
+    assert!(wait_until(Duration::from_secs(3), || access_lines(&tg)
+        .len()
+        >= 3));
     let lines = access_lines(&tg);
     assert_eq!(lines.len(), 3, "one line per request");
     assert_eq!(lines[0]["request_id"], "client-id-123");
@@ -253,7 +307,8 @@ fn dashboard_queries_only_metrics_that_exist() {
     assert!(!queried.is_empty());
     for q in &queried {
         // A histogram's base name (in a description) stands for its _bucket series.
-        let found = exposed.contains(q.as_str()) || exposed.contains(format!("{q}_bucket").as_str());
+        let found =
+            exposed.contains(q.as_str()) || exposed.contains(format!("{q}_bucket").as_str());
         assert!(found, "dashboard queries {q}, not exposed");
     }
 }

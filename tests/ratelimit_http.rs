@@ -33,7 +33,12 @@ const KEYS: &str = r#"  - { id: tight, key: "tight-key", tier: tight }
 "#;
 
 fn yaml(redis: &str, echo: &str) -> String {
-    let y = config(Some(redis), echo, TIERS);
+    // A generous budget and fail_closed: on a loaded CI box a store call that misses its
+    // budget must show up as a 503, never as a silent fail-open admission.
+    let y = config(Some(redis), echo, TIERS).replace(
+        "timeout_ms: 200\n",
+        "timeout_ms: 2000\n  on_error: fail_closed\n",
+    );
     let y = y.replace(
         "routes:\n",
         "routes:\n  - prefix: \"/costly/\"\n    upstream: echo\n    cost: 3\n",

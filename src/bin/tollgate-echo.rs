@@ -5,7 +5,9 @@
 //! `bytes=N` (stream an N-byte body instead), `abort_after=N` (send N body bytes of a longer
 //! promised body, then cut the connection). The body is counted as it streams, never buffered,
 //! so a 50 MB upload costs no memory. `/bench` answers a two-byte body: the cheapest upstream
-//! for benchmarks.
+//! for benchmarks. Every answer carries `x-echo-method` (the method received, which a HEAD
+//! answer cannot echo in a body) and `x-echo-custom: kept`. `--name NAME` adds an
+//! `x-echo-name: NAME` response header, so tests can tell the peers of a pool apart.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,7 +36,13 @@ struct Args {
     /// Worker threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// A name sent back in an `x-echo-name` response header (tells the instances of a pool apart).
+    #[arg(long)]
+    name: Option<String>,
 }
+
+/// The `--name` of this instance, if any.
+static NAME: std::sync::OnceLock<hyper::header::HeaderValue> = std::sync::OnceLock::new();
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -98,6 +106,13 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         .status(status)
         .header("x-echo-server", "tollgate-echo")
         .header("x-echo-custom", "kept");
+    // The method also as a header: a HEAD answer has no body to echo it in.
+    if let Ok(method) = hyper::header::HeaderValue::from_str(parts.method.as_str()) {
+        builder = builder.header("x-echo-method", method);
+    }
+    if let Some(name) = NAME.get() {
+        builder = builder.header("x-echo-name", name.clone());
+    }
 
     if parts.uri.path().ends_with("/bench") {
         return Ok(builder
@@ -141,6 +156,11 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
+    if let Some(name) = &args.name {
+        let value = hyper::header::HeaderValue::from_str(name)
+            .map_err(|_| std::io::Error::other("--name must be a valid header value"))?;
+        let _ = NAME.set(value);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
         .enable_all()

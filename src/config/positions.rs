@@ -9,9 +9,17 @@ use std::collections::HashMap;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
+/// Deeper than any real configuration (tollgate's own schema nests five levels). A document
+/// nested deeper is refused before serde_yaml sees it: libyaml takes quadratic time over deep
+/// flow nesting (`{a: {a: ...` of 200 kB: tens of seconds), and a recursive walk of deep block
+/// nesting (`- - - ...`) overflows the stack.
+pub const MAX_DEPTH: usize = 64;
+
 #[derive(Debug, Default)]
 pub struct Positions {
     lines: HashMap<String, (usize, usize)>,
+    /// Where the nesting first went past [`MAX_DEPTH`], if it did.
+    pub too_deep: Option<(usize, usize)>,
 }
 
 enum Frame {
@@ -85,16 +93,48 @@ impl MarkedEventReceiver for Builder {
 
 impl Positions {
     /// Best effort: a document that does not parse yields an empty index (serde reports it).
+    /// Events are pulled one by one (yaml-rust2's own `Parser::load` recurses once per nesting
+    /// level), and the walk stops at the first document's end or past [`MAX_DEPTH`].
     pub fn index(source: &str) -> Positions {
         let mut b = Builder {
             stack: Vec::new(),
             out: HashMap::new(),
         };
         let mut parser = Parser::new_from_str(source);
-        if parser.load(&mut b, false).is_err() {
-            return Positions::default();
+        let mut depth = 0usize;
+        loop {
+            let (ev, mark) = match parser.next_token() {
+                Ok(e) => e,
+                Err(e) => {
+                    // The scanner's own limit on flow nesting (255 levels).
+                    let too_deep = (e.info() == "recursion limit exceeded")
+                        .then(|| (e.marker().line(), e.marker().col() + 1));
+                    return Positions {
+                        lines: HashMap::new(),
+                        too_deep,
+                    };
+                }
+            };
+            match ev {
+                Event::MappingStart(..) | Event::SequenceStart(..) => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Positions {
+                            lines: HashMap::new(),
+                            too_deep: Some((mark.line(), mark.col() + 1)),
+                        };
+                    }
+                }
+                Event::MappingEnd | Event::SequenceEnd => depth = depth.saturating_sub(1),
+                Event::DocumentEnd | Event::StreamEnd => break,
+                _ => {}
+            }
+            b.on_event(ev, mark);
         }
-        Positions { lines: b.out }
+        Positions {
+            lines: b.out,
+            too_deep: None,
+        }
     }
 
     /// The line and column of `field`, or of its nearest ancestor that has one.

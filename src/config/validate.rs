@@ -40,6 +40,18 @@ pub fn load_str(path: &Path, source: &str) -> Result<Snapshot, ConfigError> {
     if source.trim().is_empty() {
         return Err(cx.at("", "the file is empty"));
     }
+    if let Some((line, column)) = cx.positions.too_deep {
+        return Err(ConfigError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            field: String::new(),
+            message: format!(
+                "nested more than {} levels deep",
+                super::positions::MAX_DEPTH
+            ),
+        });
+    }
     let raw: RawConfig =
         serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(source))
             .map_err(|e| cx.serde_error(&e))?;
@@ -73,10 +85,8 @@ impl Cx<'_> {
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((0, 0));
-        let mut msg = e.to_string();
-        if let Some(i) = msg.rfind(" at line ") {
-            msg.truncate(i);
-        }
+        // serde_yaml repeats the position inside its message; we print it once, up front.
+        let msg = strip_position(&e.to_string());
         let (field, message) = match msg.split_once(": ") {
             Some((f, m)) if !f.contains(' ') => (f.to_string(), m.to_string()),
             _ => (String::new(), msg),
@@ -89,6 +99,7 @@ impl Cx<'_> {
             _ if tracked.len() > field.len() && tracked != "." => tracked,
             _ => field,
         };
+        let message = redact(&field, &message);
         // The tracked path pins the key itself; serde's position is that of its container.
         let (line, column) = match self.positions.locate(&field) {
             (0, _) => (line, column),
@@ -103,6 +114,62 @@ impl Cx<'_> {
             message,
         }
     }
+}
+
+/// serde quotes the offending value in backticks. Under `keys` and `redis` that value may be a
+/// secret (an API key, a password in a URL), so it is masked there; everywhere it is bounded,
+/// so a megabyte of garbage does not come back as a megabyte of error.
+fn redact(field: &str, message: &str) -> String {
+    const MAX: usize = 300;
+    let sensitive = field.starts_with("keys") || field.starts_with("redis");
+    let mut out = String::with_capacity(message.len().min(MAX));
+    let mut inside = false;
+    for part in message.split('`') {
+        if inside {
+            out.push('`');
+            if sensitive {
+                out.push_str("(value hidden)");
+            } else if part.len() > 64 {
+                let mut end = 64;
+                while !part.is_char_boundary(end) {
+                    end -= 1;
+                }
+                out.push_str(&part[..end]);
+                out.push_str("...");
+            } else {
+                out.push_str(part);
+            }
+            out.push('`');
+        } else {
+            out.push_str(part);
+        }
+        inside = !inside;
+    }
+    if out.len() > MAX {
+        let mut end = MAX;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push_str("...");
+    }
+    out
+}
+
+/// Removes every " at line N column M" from a serde_yaml message.
+fn strip_position(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " at line ".len()..];
+        let skip = tail
+            .find(|c: char| !(c.is_ascii_digit() || c == ' ' || "column".contains(c)))
+            .unwrap_or(tail.len());
+        rest = &tail[skip..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn unknown_field_name(message: &str) -> Option<String> {
@@ -686,6 +753,26 @@ keys:
     fn invalid_yaml_names_the_line() {
         let e = load("listen: [\n  oops: : :\n").unwrap_err();
         assert!(e.line >= 1, "{e}");
+    }
+
+    #[test]
+    fn values_under_keys_and_redis_are_masked() {
+        let m = redact(
+            "keys[0].key",
+            "invalid value: `sk-live-123`, expected a string",
+        );
+        assert!(!m.contains("sk-live-123"), "{m}");
+        let m = redact(
+            "redis.url",
+            "invalid type: string `redis://u:pw@h`, expected x",
+        );
+        assert!(!m.contains("pw@"), "{m}");
+        let m = redact(
+            "tiers.a.limits[0].window",
+            &format!("bad `{}`", "9".repeat(10_000)),
+        );
+        assert!(m.len() < 400, "bounded");
+        assert_eq!(redact("routes[0].cost", "invalid `x`"), "invalid `x`");
     }
 
     #[test]

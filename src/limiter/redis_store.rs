@@ -5,18 +5,33 @@
 //! it. The connection is a single multiplexed connection (or cluster connection) created lazily
 //! on the runtime of its first caller, the proxy's, so concurrent requests pipeline on it with no
 //! lock and no pool.
+//!
+//! Outages: no request ever waits for a connection longer than its own `timeout_ms` (every call
+//! is wrapped in a timeout), but connecting is never *tied* to a request either. The
+//! [`ConnectionManager`] is built without connecting, a background task makes the first
+//! connection, and after a connection is lost the manager keeps redialling in the background
+//! (every 50 to 250 ms, for about ten seconds per round; the next failed call starts another
+//! round). So a Redis that is down at start, or comes back after a crash, is picked up within a
+//! quarter of a second, whether or not a request (or the breaker's probe) happens to be waiting.
+//!
+//! Redis Cluster (`cluster.rs`): the cluster connection is likewise created without waiting
+//! (redis-rs connects in the background), and MOVED, ASK, NOSCRIPT and TRYAGAIN are handled
+//! there within the request's budget, falling back to `EVAL` rather than a cluster-wide
+//! `SCRIPT LOAD` and sending `ASKING` in one pipeline with the call.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster_async::ClusterConnection;
 use redis::RedisError;
 use tokio::sync::OnceCell;
 
 use super::{KeyBuilder, Limit, LimitOutcome, Store, StoreError, Verdict};
 use crate::metrics;
+
+mod cluster;
+use cluster::ClusterConn;
 
 /// The shipped script: the four algorithms, then the dispatcher that calls them.
 pub const RATELIMIT_LUA: &str = concat!(
@@ -31,6 +46,12 @@ pub const RATELIMIT_LUA: &str = concat!(
     include_str!("../../scripts/redis/ratelimit.lua"),
 );
 
+/// Redial cadence after a lost connection (see the module docs): a jittered exponential
+/// backoff from 50 ms, capped at 250 ms, for 40 attempts per round.
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(250);
+const RECONNECT_ATTEMPTS: usize = 40;
+
 /// Where the counters live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisTarget {
@@ -40,7 +61,8 @@ pub enum RedisTarget {
 
 enum Conn {
     Single(ConnectionManager),
-    Cluster(ClusterConnection),
+    /// Redirections, NOSCRIPT and retries are handled in `cluster.rs`.
+    Cluster(Box<ClusterConn>),
 }
 
 pub struct RedisStore {
@@ -71,20 +93,30 @@ impl RedisStore {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.timeout))
                     .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                Ok(Conn::Single(
-                    ConnectionManager::new_with_config(client, config).await?,
-                ))
+                    .set_min_delay(RECONNECT_MIN_DELAY)
+                    .set_max_delay(RECONNECT_MAX_DELAY)
+                    .set_number_of_retries(RECONNECT_ATTEMPTS);
+                // Lazy: returns at once, so a slow or absent Redis cannot make this
+                // initialisation (and the OnceCell) wait. The first connection is made by a
+                // background task, not inside a request's budget, where a timeout would cancel
+                // it over and over.
+                let manager = ConnectionManager::new_lazy_with_config(client, config)?;
+                let mut warm = manager.clone();
+                tokio::spawn(async move {
+                    let r: Result<String, RedisError> =
+                        redis::cmd("PING").query_async(&mut warm).await;
+                    if let Err(e) = r {
+                        log::warn!(
+                            "rate-limit store: first connection failed ({e}); retrying on use"
+                        );
+                    }
+                });
+                Ok(Conn::Single(manager))
             }
-            RedisTarget::Cluster(urls) => {
-                let client = redis::cluster::ClusterClientBuilder::new(urls.clone())
-                    .connection_timeout(self.timeout)
-                    .response_timeout(self.timeout)
-                    .retries(2)
-                    .build()?;
-                Ok(Conn::Cluster(client.get_async_connection().await?))
-            }
+            RedisTarget::Cluster(urls) => Ok(Conn::Cluster(Box::new(ClusterConn::connect(
+                urls,
+                self.timeout,
+            )?))),
         }
     }
 
@@ -119,10 +151,52 @@ impl RedisStore {
             inv.arg(l.algorithm.code()).arg(l.requests).arg(l.window_ms);
         }
         let res = match self.conn().await? {
-            Conn::Single(c) => inv.invoke_async(&mut c.clone()).await,
-            Conn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
+            Conn::Single(c) => {
+                let mut c = c.clone();
+                match inv.invoke_async(&mut c).await {
+                    // A refused connection is the manager's last failed redial round, kept
+                    // until someone asks; asking started a new round. Nothing was sent, so
+                    // waiting for that round (within our budget) is safe, and it picks up a
+                    // Redis that came back in the meantime at the first try.
+                    Err(e) if e.is_connection_refusal() => inv.invoke_async(&mut c).await,
+                    r => r,
+                }
+            }
+            Conn::Cluster(c) => {
+                let keys: Vec<&str> = ranges.iter().map(|r| &buf[r.clone()]).collect();
+                let mut args = Vec::with_capacity(2 + 3 * limits.len());
+                args.extend([now_us.unwrap_or(0), cost]);
+                for l in limits {
+                    args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
+                }
+                c.eval(self.script.get_hash(), RATELIMIT_LUA, &keys, &args)
+                    .await
+            }
         };
         res.map_err(|e| classify(&e))
+    }
+}
+
+impl RedisStore {
+    /// PING over a fresh connection to the first seed that answers; nothing is kept.
+    async fn ping_standalone(&self) -> Result<(), StoreError> {
+        let urls: &[String] = match &self.target {
+            RedisTarget::Single(url) => std::slice::from_ref(url),
+            RedisTarget::Cluster(urls) => urls,
+        };
+        let mut last = StoreError::Unavailable("no seed node".into());
+        for url in urls {
+            let attempt = async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut c = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<String>(&mut c).await
+            };
+            match attempt.await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = classify(&e),
+            }
+        }
+        Err(last)
     }
 }
 
@@ -133,6 +207,13 @@ fn classify(e: &RedisError) -> StoreError {
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::ClusterConnectionNotFound
+                | redis::ErrorKind::Server(
+                    redis::ServerErrorKind::MasterDown | redis::ServerErrorKind::BusyLoading
+                )
+        )
     {
         StoreError::Unavailable(e.to_string())
     } else {
@@ -190,9 +271,23 @@ impl Store for RedisStore {
         let started = Instant::now();
         let fut = async {
             let cmd = redis::cmd("PING");
-            let r: Result<String, RedisError> = match self.conn().await? {
-                Conn::Single(c) => cmd.query_async(&mut c.clone()).await,
-                Conn::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+            // Readiness probes usually arrive before the first request. The shared connection
+            // must not be created by them: its tasks would live on the admin listener's
+            // one-thread runtime and carry every request's Redis I/O. Until a request has
+            // created it on the proxy's runtime, probe with a throwaway connection.
+            let Some(conn) = self.conn.get() else {
+                return self.ping_standalone().await;
+            };
+            let r: Result<String, RedisError> = match conn {
+                Conn::Single(c) => {
+                    let mut c = c.clone();
+                    match cmd.query_async(&mut c).await {
+                        // As in `invoke`: a stale refusal; the fresh round may succeed.
+                        Err(e) if e.is_connection_refusal() => cmd.query_async(&mut c).await,
+                        r => r,
+                    }
+                }
+                Conn::Cluster(c) => c.ping().await.map(|()| String::new()),
             };
             r.map(|_| ()).map_err(|e| classify(&e))
         };

@@ -40,6 +40,15 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         ctx.request_id = request_id::request_id(&req.headers);
         ctx.traceparent = Some(request_id::traceparent(&req.headers));
+        if headers::head_size(req) > headers::MAX_REQUEST_HEAD {
+            let detail = format!(
+                "the request line and headers exceed {} bytes",
+                headers::MAX_REQUEST_HEAD
+            );
+            let mut p = Problem::new(431, "Request Header Fields Too Large", detail);
+            p.request_id = Some(&ctx.request_id);
+            return p.send(session).await;
+        }
         ctx.route = snapshot
             .routes
             .iter()
@@ -101,13 +110,19 @@ impl ProxyHttp for Gateway {
             return e;
         };
         metrics::upstream_error(&route.upstream, "connect");
-        if let Some(p) = ctx.peer.take() {
-            ctx.failed_peers.push(p);
-        }
-        let (retries, peers) = ctx
+        let pool = ctx
             .generation
             .as_ref()
             .and_then(|g| g.upstreams.get(&route.upstream))
+            .cloned();
+        if let Some(p) = ctx.peer.take() {
+            if let Some(pool) = &pool {
+                pool.mark_failed(&p);
+            }
+            ctx.failed_peers.push(p);
+        }
+        let (retries, peers) = pool
+            .as_ref()
             .map_or((0, 0), |p| (p.settings.retries as usize, p.peer_count()));
         // Nothing was sent yet, so any method may go to the next peer.
         if ctx.failed_peers.len() <= retries && ctx.failed_peers.len() < peers {
@@ -196,6 +211,9 @@ impl ProxyHttp for Gateway {
         }
         ctx.error_status = Some(code);
         if code > 0 && session.response_written().is_none() {
+            // The connection is not reused after a proxy failure: say so, so that a client's
+            // pool does not send its next request into a closing socket.
+            session.set_keepalive(None);
             let mut p = Problem::new(code, title, detail);
             p.request_id = Some(&ctx.request_id);
             if let Err(err) = p.send(session).await {

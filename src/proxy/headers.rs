@@ -21,6 +21,20 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// The largest request head (request line and header fields) tollgate accepts: 32 KiB, as
+/// Cloudflare's edge (nginx allows 4 x 8 KiB, Envoy 60 KiB). Pingora alone takes up to 1 MiB.
+pub const MAX_REQUEST_HEAD: usize = 32 * 1024;
+
+/// The size of `req`'s head as it came in: `METHOD target HTTP/1.1\r\n` plus
+/// `name: value\r\n` for every field.
+pub fn head_size(req: &RequestHeader) -> usize {
+    let target = req.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let line = req.method.as_str().len() + 1 + target + 11;
+    req.headers
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}
+
 /// `/proxy/a/b?x=1` under prefix `/proxy/` becomes `/a/b?x=1`.
 pub fn strip_prefix(uri: &Uri, prefix: &str) -> Option<String> {
     let path = uri.path();

@@ -24,6 +24,9 @@ pub struct UpstreamPool {
     lb: LoadBalancer<RoundRobin>,
     epoch: Instant,
     next_check_ms: AtomicU64,
+    /// Passive health: a peer that refused a connection is skipped until this time (ms since
+    /// `epoch`), so requests stop paying a connect failure each until the next active check.
+    down_until_ms: Vec<(SocketAddr, AtomicU64)>,
 }
 
 impl std::fmt::Debug for UpstreamPool {
@@ -61,20 +64,62 @@ impl UpstreamPool {
                 lb.set_health_check(hc);
             }
         }
+        let down_until_ms = lb
+            .backends()
+            .get_backend()
+            .iter()
+            .filter_map(|b| b.addr.as_inet().copied())
+            .map(|a| (a, AtomicU64::new(0)))
+            .collect();
         Ok(UpstreamPool {
             settings: settings.clone(),
             lb,
             epoch: Instant::now(),
             next_check_ms: AtomicU64::new(0),
+            down_until_ms,
         })
     }
 
     /// The next healthy peer in round-robin order that is not in `exclude` (peers that already
     /// failed this request).
     pub fn select(&self, exclude: &[SocketAddr]) -> Option<Backend> {
-        self.lb.select_with(b"", 256, |b, healthy| {
-            healthy && b.addr.as_inet().is_none_or(|a| !exclude.contains(a))
-        })
+        let now = self.now_ms();
+        let usable = |b: &Backend, healthy: bool, passive: bool| {
+            healthy
+                && b.addr.as_inet().is_none_or(|a| {
+                    !exclude.contains(a) && (!passive || !self.passively_down(a, now))
+                })
+        };
+        self.lb
+            .select_with(b"", 256, |b, h| usable(b, h, true))
+            // Every peer recently refused: try them anyway rather than fail outright.
+            .or_else(|| self.lb.select_with(b"", 256, |b, h| usable(b, h, false)))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn passively_down(&self, addr: &SocketAddr, now: u64) -> bool {
+        self.down_until_ms
+            .iter()
+            .any(|(a, until)| a == addr && until.load(Ordering::Relaxed) > now)
+    }
+
+    /// Records a connect failure: the peer is skipped for one health-check interval (at most
+    /// 5 s), after which it gets traffic again if the active check still passes.
+    pub fn mark_failed(&self, addr: &SocketAddr) {
+        let hold = self
+            .settings
+            .health_check
+            .interval
+            .min(Duration::from_secs(5));
+        let until = self.now_ms() + hold.as_millis() as u64;
+        for (a, u) in &self.down_until_ms {
+            if a == addr {
+                u.store(until, Ordering::Relaxed);
+            }
+        }
     }
 
     pub fn peer_count(&self) -> usize {

@@ -17,12 +17,14 @@ pub const ECHO: &str = env!("CARGO_BIN_EXE_tollgate-echo");
 
 /// A free port. Ports are handed out from a per-process sequence (spread by PID) and checked by
 /// binding, so parallel tests in one binary never collide and rarely race other binaries.
+/// They stay below the kernel's ephemeral range (32768+): there, a client socket of any test
+/// (or one in TIME_WAIT) can hold the port between this check and the server's bind.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + (std::process::id() % 400) as u16 * 100;
+    let base = 20_000 + (std::process::id() % 120) as u16 * 100;
     for _ in 0..2000 {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = base + (n % 10_000);
+        let port = 20_000 + (base - 20_000 + n % 12_000) % 12_000;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
@@ -574,3 +576,7 @@ pub fn echo_named(name: &str) -> Echo {
     );
     echo
 }
+
+pub mod load;
+
+pub mod cluster;
