@@ -4,6 +4,10 @@ use clap::Parser;
 
 use tollgate::{app, cli::Cli};
 
+// glibc malloc was ~10% of the proxy's CPU in the benchmark profiles (bench/NOTES.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // Pingora leaves SIGHUP at its default action (terminate). Ignore it until the reloader
     // installs its handler, so a reload sent during start-up cannot kill the process.

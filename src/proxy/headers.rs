@@ -8,18 +8,27 @@ use pingora::Result;
 
 use crate::config::Route;
 
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static KEY_ID: HeaderName = HeaderName::from_static("x-tollgate-key-id");
+static TIER: HeaderName = HeaderName::from_static("x-tollgate-tier");
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that must not be forwarded. `Transfer-Encoding` is
 /// left to Pingora, which re-frames the body itself.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    use http::header::{CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, UPGRADE};
+    [
+        CONNECTION,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+        TE,
+        TRAILER,
+        UPGRADE,
+    ]
+    .contains(name)
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
 
 /// The largest request head (request line and header fields) tollgate accepts: 32 KiB, as
 /// Cloudflare's edge (nginx allows 4 x 8 KiB, Envoy 60 KiB). Pingora alone takes up to 1 MiB.
@@ -80,26 +89,35 @@ pub fn rewrite(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
 
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = req
-        .headers
-        .get_all("connection")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .filter(|n| !(websocket && n.as_str() == "upgrade"))
-        .collect();
-    for n in named {
-        req.remove_header(&n);
-    }
-    for h in HOP_BY_HOP {
-        if websocket && (*h == "upgrade" || *h == "connection") {
-            continue;
+    // One pass over the client's headers finds everything to drop: hop-by-hop headers (and
+    // those that Connection names), the API key, and identity headers a client made up. Most
+    // requests carry none of them, and then nothing is parsed or removed.
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in req.headers.keys() {
+        let websocket_keep =
+            websocket && (name == http::header::UPGRADE || name == http::header::CONNECTION);
+        if (is_hop_by_hop(name) && !websocket_keep)
+            || name == f.key_header
+            || name == KEY_ID
+            || name == TIER
+        {
+            doomed.push(name.clone());
         }
-        req.remove_header(*h);
     }
-    req.remove_header(f.key_header);
+    if req.headers.contains_key(http::header::CONNECTION) {
+        let named = req
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .filter(|n| !(websocket && n == http::header::UPGRADE));
+        doomed.extend(named);
+    }
+    for n in &doomed {
+        req.remove_header(n);
+    }
 
     if !f.route.preserve_host {
         req.insert_header(HOST, f.upstream_host)?;
@@ -126,9 +144,6 @@ pub fn rewrite(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
     if let Some(tp) = f.traceparent {
         req.insert_header("traceparent", tp.clone())?;
     }
-    // Never forward identity headers a client made up.
-    req.remove_header("x-tollgate-key-id");
-    req.remove_header("x-tollgate-tier");
     if let Some(id) = f.key_id {
         req.insert_header("X-Tollgate-Key-Id", id.clone())?;
     }

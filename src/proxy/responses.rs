@@ -8,7 +8,9 @@ use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+pub const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
 /// One problem answer.
 pub struct Problem<'a> {
@@ -37,23 +39,28 @@ impl<'a> Problem<'a> {
         }
     }
 
+    /// The JSON body, rendered once per answer.
     pub fn body(&self) -> Bytes {
-        let mut body = json!({
-            "type": self.kind.unwrap_or("about:blank"),
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        });
-        if let Some(map) = body.as_object_mut() {
-            for (k, v) in &self.extra {
-                map.insert((*k).to_string(), v.clone());
-            }
+        let mut out = String::with_capacity(160 + self.detail.len());
+        out.push_str("{\"type\":");
+        push_json_str(&mut out, self.kind.unwrap_or("about:blank"));
+        out.push_str(",\"title\":");
+        push_json_str(&mut out, self.title);
+        out.push_str(",\"status\":");
+        out.push_str(itoa::Buffer::new().format(self.status));
+        out.push_str(",\"detail\":");
+        push_json_str(&mut out, &self.detail);
+        for (k, v) in &self.extra {
+            out.push(',');
+            push_json_str(&mut out, k);
+            out.push(':');
+            out.push_str(&v.to_string());
         }
-        Bytes::from(body.to_string())
+        out.push('}');
+        Bytes::from(out)
     }
 
-    pub fn header(&self) -> Result<ResponseHeader> {
-        let body_len = self.body().len();
+    pub fn header(&self, body_len: usize) -> Result<ResponseHeader> {
         let mut resp = ResponseHeader::build(self.status, Some(6 + self.headers.len()))?;
         resp.insert_header("Content-Type", "application/problem+json")?;
         resp.insert_header("Content-Length", body_len)?;
@@ -69,8 +76,8 @@ impl<'a> Problem<'a> {
 
     /// Writes the answer; returns `Ok(true)` for `request_filter` ("response already sent").
     pub async fn send(self, session: &mut Session) -> Result<bool> {
-        let header = self.header()?;
         let body = self.body();
+        let header = self.header(body.len())?;
         let head_only = session.req_header().method == http::Method::HEAD;
         session
             .write_response_header(Box::new(header), head_only)
@@ -82,4 +89,36 @@ impl<'a> Problem<'a> {
     }
 }
 
-pub const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
+/// Appends `s` as a JSON string literal.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn body_is_valid_json_with_extras() {
+        let mut p = Problem::new(429, "Too Many Requests", "limit \"x\" of tier y\n");
+        p.kind = Some(QUOTA_EXCEEDED);
+        p.extra.push(("violated-policies", json!(["per_minute"])));
+        p.extra.push(("retry_after_ms", json!(1234)));
+        let v: Value = serde_json::from_slice(&p.body()).unwrap();
+        assert_eq!(v["status"], 429);
+        assert_eq!(v["detail"], "limit \"x\" of tier y\n");
+        assert_eq!(v["violated-policies"][0], "per_minute");
+        assert_eq!(v["retry_after_ms"], 1234);
+        assert_eq!(v["type"], QUOTA_EXCEEDED);
+    }
+}
