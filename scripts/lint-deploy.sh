@@ -154,7 +154,7 @@ PY
 }
 
 lint_shell() {
-    local scripts=(scripts/lint-deploy.sh)
+    local scripts=(scripts/*.sh scripts/lib/*.sh scripts/redis/*.sh bench/*.sh locust/*.sh .ci/run)
     [ -f deploy/systemd/tollgate-upgrade.sh ] && scripts+=(deploy/systemd/tollgate-upgrade.sh)
     "$VENV/bin/shellcheck" "${scripts[@]}"
 }

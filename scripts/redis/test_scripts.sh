@@ -199,9 +199,9 @@ k="c:{a}:sw"
 expect "sw cost 4 of 5" "1 1 1 1 0 60000" "$(ev $B 4 $k,$SW,5,$W)"
 for algo in $SL $SW $FW $TB; do
   k="big:{a}:$algo"
-  out=$(ev $B 6 $k,$algo,5,$W)
+  out=$(ev "$B" 6 "$k,$algo,5,$W")
   expect "cost > limit denied with retry = window (algo $algo)" "0 1 0 5 60000" "$(echo "$out" | cut -d' ' -f1-5)"
-  expect "cost > limit records nothing (algo $algo)" "0" "$(r EXISTS $k)"
+  expect "cost > limit records nothing (algo $algo)" "0" "$(r EXISTS "$k")"
 done
 k="zero:{a}:tb"
 expect "limit 0 denies everything" "0 1 0 0 60000 0" "$(ev $B 1 $k,$TB,0,$W)"
