@@ -45,7 +45,7 @@ check "free key" 200 "$(code localhost:8080/proxy/hello -H 'x-api-key: free-demo
 check "paid key" 200 "$(code localhost:8080/proxy/hello -H 'x-api-key: paid-demo-key')"
 check "internal key" 200 "$(code localhost:8080/proxy/hello -H 'x-api-key: internal-demo-key')"
 check "wrong key" 401 "$(code localhost:8080/proxy/hello -H 'x-api-key: wrong')"
-check "RateLimit header" 1 "$(curl -si localhost:8080/proxy/hello -H 'x-api-key: free-demo-key' | grep -ci '^ratelimit: "per_minute";r=57;t=60')"
+check "RateLimit header" 1 "$(curl -si localhost:8080/proxy/hello -H 'x-api-key: free-demo-key' | grep -ci '^ratelimit: "per_minute";r=58;t=60')"
 seq_out=$(for _ in $(seq 12); do curl -s -o /dev/null -w '%{http_code} ' localhost:8080/proxy/x; done)
 check "anonymous 10/min" "200 200 200 200 200 200 200 200 200 200 429 429 " "$seq_out"
 check "metrics" 1 "$(curl -s 127.0.0.1:9091/metrics | grep -c '^tollgate_requests_total{code="429",route="/proxy/",tier="anonymous"} 2')"
