@@ -18,9 +18,12 @@ echo "== building (release)"
 cargo build --release --bins
 
 STARTED=()
+TOLLGATE_PID=""
 cleanup() {
-    # SIGINT: tollgate stops at once (SIGTERM would wait out the grace period).
-    for pid in "${STARTED[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+    # SIGINT stops tollgate at once (SIGTERM would wait out its grace period). The helpers get
+    # SIGTERM: a background job of a script starts with SIGINT ignored.
+    [ -n "$TOLLGATE_PID" ] && kill -INT "$TOLLGATE_PID" 2>/dev/null
+    for pid in "${STARTED[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
@@ -60,5 +63,5 @@ cat <<'TXT'
 Ctrl-C stops everything this script started.
 TXT
 target/release/tollgate --config conf/tollgate.yaml -c conf/pingora.yaml &
-STARTED+=($!)
-wait "${STARTED[-1]}"
+TOLLGATE_PID=$!
+wait "$TOLLGATE_PID"
