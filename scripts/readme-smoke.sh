@@ -15,7 +15,7 @@ done
 
 # Build first, so the wait below times tollgate's start-up, not the compiler.
 ensure_apt cmake:cmake cc:build-essential
-cargo build --release --bins
+cargo build --release --locked --bins
 
 log=$(mktemp /tmp/tollgate-readme-smoke.XXXXXX)
 bash scripts/run.sh >"$log" 2>&1 &

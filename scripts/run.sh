@@ -15,7 +15,7 @@ ensure_apt cmake:cmake cc:build-essential redis-server:redis-server redis-cli:re
 ensure_venv "$ROOT"
 
 echo "== building (release)"
-cargo build --release --bins
+cargo build --release --locked --bins
 
 STARTED=()
 TOLLGATE_PID=""
