@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{RunArgs, Server};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
@@ -18,6 +18,8 @@ use crate::{access_log, config, metrics};
 
 /// How often the config file's metadata is polled for edits.
 const CONFIG_POLL: Duration = Duration::from_millis(500);
+/// How long a stopping server waits for the access log's last lines to be written.
+const ACCESS_LOG_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// `tollgate -t`: validates both files without starting anything.
 pub fn check(cli: &Cli) -> Result<String, String> {
@@ -88,5 +90,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
         "tollgate listening on {listen:?}, admin on {admin_listen}, store {}",
         state.load().limiter.store_kind()
     );
-    server.run_forever()
+    server.run(RunArgs::default());
+    // Every runtime has stopped: no request can log any more. Write what is buffered.
+    access_log::shutdown(ACCESS_LOG_SHUTDOWN);
+    std::process::exit(0)
 }

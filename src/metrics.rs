@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec,
-    IntCounterVec, IntGauge,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
 
 /// 100 µs to 10 s: a proxy hop to a slow upstream.
@@ -118,6 +118,13 @@ mod defs {
         )
         .expect("register tollgate_access_log_dropped_total")
     });
+    pub static ACCESS_LOG_WRITE_ERRORS: Lazy<IntCounter> = Lazy::new(|| {
+        register_int_counter!(
+            "tollgate_access_log_write_errors_total",
+            "Failed writes of the access log (each loses the lines of one chunk, counted in tollgate_access_log_dropped_total{reason=\"write_error\"})"
+        )
+        .expect("register tollgate_access_log_write_errors_total")
+    });
 }
 
 use defs::*;
@@ -135,45 +142,96 @@ pub fn init() {
     Lazy::force(&RELOADS);
     Lazy::force(&GENERATION);
     Lazy::force(&ACCESS_LOG_DROPPED);
+    Lazy::force(&ACCESS_LOG_WRITE_ERRORS);
     for r in ["success", "failure"] {
         RELOADS.with_label_values(&[r]);
     }
 }
 
-pub fn request(route: &str, tier: &str, code: u16, took: Duration) {
+/// The `decision` label of `tollgate_ratelimit_decisions_total` and
+/// `tollgate_key_requests_total` (`unlimited`: the key's tier has no limits; key requests only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    Limited,
+    ShadowLimited,
+    ErrorAllowed,
+    ErrorDenied,
+    Local,
+    Unlimited,
+}
+
+impl Decision {
+    pub const ALL: [Decision; 7] = [
+        Decision::Allowed,
+        Decision::Limited,
+        Decision::ShadowLimited,
+        Decision::ErrorAllowed,
+        Decision::ErrorDenied,
+        Decision::Local,
+        Decision::Unlimited,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allowed => "allowed",
+            Decision::Limited => "limited",
+            Decision::ShadowLimited => "shadow_limited",
+            Decision::ErrorAllowed => "error_allowed",
+            Decision::ErrorDenied => "error_denied",
+            Decision::Local => "local",
+            Decision::Unlimited => "unlimited",
+        }
+    }
+
+    /// Position in [`Decision::ALL`], for tables of handles.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+// Handles: the label lookup, done once when a configuration generation is built (or on the
+// first use of a label set), never per request. See `proxy::metric_handles`.
+
+pub fn requests_counter(route: &str, tier: &str, code: u16) -> IntCounter {
     let mut buf = itoa::Buffer::new();
-    REQUESTS
-        .with_label_values(&[route, tier, buf.format(code)])
-        .inc();
-    REQUEST_DURATION
-        .with_label_values(&[route])
-        .observe(took.as_secs_f64());
+    REQUESTS.with_label_values(&[route, tier, buf.format(code)])
 }
 
-pub fn upstream(upstream: &str, took: Duration) {
-    UPSTREAM_DURATION
-        .with_label_values(&[upstream])
-        .observe(took.as_secs_f64());
+pub fn request_duration(route: &str) -> Histogram {
+    REQUEST_DURATION.with_label_values(&[route])
 }
 
+pub fn upstream_duration(upstream: &str) -> Histogram {
+    UPSTREAM_DURATION.with_label_values(&[upstream])
+}
+
+pub fn decision_counter(tier: &str, limit: &str, decision: Decision) -> IntCounter {
+    DECISIONS.with_label_values(&[tier, limit, decision.as_str()])
+}
+
+pub fn key_counter(key_id: &str, decision: Decision) -> IntCounter {
+    KEY_REQUESTS.with_label_values(&[key_id, decision.as_str()])
+}
+
+/// Rare paths (failures) only: a label lookup per call.
 pub fn upstream_error(upstream: &str, kind: &str) {
     UPSTREAM_ERRORS.with_label_values(&[upstream, kind]).inc();
 }
 
-pub fn decision(tier: &str, limit: &str, decision: &str) {
-    DECISIONS.with_label_values(&[tier, limit, decision]).inc();
-}
+static STORE_CHECK: Lazy<Histogram> = Lazy::new(|| STORE_DURATION.with_label_values(&["check"]));
 
-pub fn key_request(key_id: &str, decision: &str) {
-    KEY_REQUESTS.with_label_values(&[key_id, decision]).inc();
-}
-
+/// `op`: `check` (resolved once) or another operation (`ping`: a lookup, off the request path).
 pub fn observe_store(op: &str, took: Duration) {
-    STORE_DURATION
-        .with_label_values(&[op])
-        .observe(took.as_secs_f64());
+    let secs = took.as_secs_f64();
+    if op == "check" {
+        STORE_CHECK.observe(secs);
+    } else {
+        STORE_DURATION.with_label_values(&[op]).observe(secs);
+    }
 }
 
+/// Store failures: a lookup per call, which only failing calls pay.
 pub fn store_error(kind: &str) {
     STORE_ERRORS.with_label_values(&[kind]).inc();
 }
@@ -187,6 +245,13 @@ pub fn config_reload(ok: bool, generation: u64) {
     }
 }
 
-pub fn access_log_dropped(reason: &str) {
-    ACCESS_LOG_DROPPED.with_label_values(&[reason]).inc();
+/// Lines lost, by reason: `queue_full` (the writer fell behind), `write_error`, `writer_gone`.
+pub fn access_log_dropped(reason: &str, lines: u64) {
+    ACCESS_LOG_DROPPED
+        .with_label_values(&[reason])
+        .inc_by(lines);
+}
+
+pub fn access_log_write_error() {
+    ACCESS_LOG_WRITE_ERRORS.inc();
 }

@@ -312,3 +312,29 @@ fn dashboard_queries_only_metrics_that_exist() {
         assert!(found, "dashboard queries {q}, not exposed");
     }
 }
+
+#[test]
+fn access_log_write_failures_are_counted_not_silent() {
+    // /dev/full accepts the open and fails every write with ENOSPC: a full disk.
+    let redis = RedisServer::start();
+    let echo = Echo::start();
+    let y = yaml(&redis.url(), &echo.addr()) + "access_log: { path: /dev/full }\n";
+    let tg = Tollgate::start(&y);
+    for _ in 0..5 {
+        assert_eq!(send(&tg, "/api/x", Some("free-demo-key")), 200);
+    }
+    // Written (and failed) at the next flush, within about a second.
+    assert!(
+        wait_until(Duration::from_secs(5), || tg.metric(
+            r#"tollgate_access_log_dropped_total{reason="write_error"}"#
+        ) >= 5.0),
+        "lost lines are counted:\n{}",
+        tg.metrics()
+    );
+    assert!(tg.metric("tollgate_access_log_write_errors_total") >= 1.0);
+    assert_eq!(
+        send(&tg, "/api/x", Some("free-demo-key")),
+        200,
+        "serving goes on"
+    );
+}

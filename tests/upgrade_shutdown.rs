@@ -117,6 +117,11 @@ fn binary_upgrade_under_load_loses_no_request() {
     let new_logs: Vec<PathBuf> = log_files(&tg).difference(&old_logs).cloned().collect();
     assert_eq!(new_logs.len(), 1, "{new_logs:?}");
     let old_log = old_logs.iter().next().expect("old log").clone();
+    // The access log is buffered (written at least once a second, like nginx's `flush=1s`):
+    // the running process's last lines may take that long to appear.
+    wait_until(Duration::from_secs(5), || {
+        access_lines(&old_log) + access_lines(&new_logs[0]) + 5 >= samples.len()
+    });
     let served_old = access_lines(&old_log);
     let served_new = access_lines(&new_logs[0]);
 

@@ -93,6 +93,9 @@ pub enum AnonymousPolicy {
 
 #[derive(Debug)]
 pub struct Tier {
+    /// Position among the snapshot's tiers (0..tiers.len()): indexes per-tier tables such as
+    /// the metric handles, so the request path does no lookup by name.
+    pub index: usize,
     pub name: Arc<str>,
     pub limits: Vec<Limit>,
     pub shadow: bool,
@@ -111,6 +114,8 @@ pub struct LimitHeaders {
 
 #[derive(Debug)]
 pub struct KeyEntry {
+    /// Position in the file's `keys` (0..keys.len()): indexes per-key tables.
+    pub index: usize,
     pub id: Arc<str>,
     pub tier: Arc<Tier>,
     /// `k:<hex>`: the identity the store sees (a digest of the key, never the key).

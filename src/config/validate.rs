@@ -600,6 +600,7 @@ fn tiers(cx: &Cx<'_>, raw: &RawConfig) -> Result<HashMap<String, Arc<Tier>>, Con
         out.insert(
             name.clone(),
             Arc::new(Tier {
+                index: out.len(),
                 name: name.as_str().into(),
                 limits,
                 shadow: t.shadow,
@@ -670,6 +671,7 @@ fn keys(
             .cloned()
             .ok_or_else(|| cx.at(&format!("{f}.tier"), unknown_tier(&k.tier, tiers)))?;
         let entry = KeyEntry {
+            index: i,
             id: k.id.as_str().into(),
             tier,
             store_identity: format!("k:{}", hex::encode(&digest[..16])).into(),

@@ -10,6 +10,7 @@ use super::ratelimit_headers::Headline;
 use super::Generation;
 use crate::config::Route;
 use crate::identity::Identity;
+use crate::metrics::Decision;
 
 pub struct RequestCtx {
     pub started: Instant,
@@ -21,7 +22,7 @@ pub struct RequestCtx {
     pub request_id: HeaderValue,
     pub traceparent: Option<HeaderValue>,
     /// The `decision` label of the rate-limit metrics, once decided.
-    pub decision: Option<&'static str>,
+    pub decision: Option<Decision>,
     /// The limit whose headers the response carries.
     pub headline: Option<Headline>,
     pub peer: Option<SocketAddr>,

@@ -4,9 +4,10 @@ use serde_json::json;
 
 use super::ratelimit_headers::{ceil_secs, header_pairs, headline};
 use super::responses::{Problem, QUOTA_EXCEEDED};
+use super::LimitLabel;
 use super::RequestCtx;
 use crate::limiter::{Outcome, Source};
-use crate::metrics;
+use crate::metrics::Decision;
 use pingora::proxy::Session;
 use pingora::Result;
 
@@ -17,7 +18,7 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
     };
     let tier = identity.tier().clone();
     if tier.limits.is_empty() {
-        ctx.decision = Some("unlimited");
+        ctx.decision = Some(Decision::Unlimited);
         return Ok(false);
     }
     let cost = ctx.route().map_or(1, |r| r.cost);
@@ -38,13 +39,14 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
             ctx.headline = h;
             let limit_name = h.map_or("none", |h| &tier.limits[h.index].name);
             let decision = match (verdict.allowed, source, tier.shadow) {
-                (_, Source::Local, _) => "local",
-                (true, _, _) => "allowed",
-                (false, _, true) => "shadow_limited",
-                (false, _, false) => "limited",
+                (_, Source::Local, _) => Decision::Local,
+                (true, _, _) => Decision::Allowed,
+                (false, _, true) => Decision::ShadowLimited,
+                (false, _, false) => Decision::Limited,
             };
             ctx.decision = Some(decision);
-            metrics::decision(&tier.name, limit_name, decision);
+            let label = h.map_or(LimitLabel::None, |h| LimitLabel::Index(h.index));
+            generation.metrics.decision(&tier, label, decision);
             if verdict.allowed || tier.shadow {
                 if !verdict.allowed {
                     // Shadow mode reports what enforcement would do, without blocking.
@@ -75,13 +77,17 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
             p.send(session).await
         }
         Outcome::FailOpen(_) => {
-            ctx.decision = Some("error_allowed");
-            metrics::decision(&tier.name, "all", "error_allowed");
+            ctx.decision = Some(Decision::ErrorAllowed);
+            generation
+                .metrics
+                .decision(&tier, LimitLabel::All, Decision::ErrorAllowed);
             Ok(false)
         }
         Outcome::FailClosed(_) => {
-            ctx.decision = Some("error_denied");
-            metrics::decision(&tier.name, "all", "error_denied");
+            ctx.decision = Some(Decision::ErrorDenied);
+            generation
+                .metrics
+                .decision(&tier, LimitLabel::All, Decision::ErrorDenied);
             let mut p = Problem::new(
                 503,
                 "Service Unavailable",

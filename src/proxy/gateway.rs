@@ -36,6 +36,7 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let generation = self.state.load();
+        ctx.generation = Some(generation.clone());
         let snapshot = &generation.snapshot;
         let req = session.req_header();
         ctx.request_id = request_id::request_id(&req.headers);
@@ -60,7 +61,6 @@ impl ProxyHttp for Gateway {
         let client = identity::client_ip(peer_ip, &req.headers, snapshot);
         let key = req.headers.get(&snapshot.key_header).map(|v| v.as_bytes());
         let resolved = identity::resolve(snapshot, key, client);
-        ctx.generation = Some(generation.clone());
 
         if ctx.route.is_none() {
             let mut p = Problem::new(404, "Not Found", "no route matches this path");
@@ -173,9 +173,11 @@ impl ProxyHttp for Gateway {
         _upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(start), Some(route)) = (ctx.upstream_started, ctx.route()) {
+        if let (Some(start), Some(g), Some(route)) =
+            (ctx.upstream_started, &ctx.generation, ctx.route)
+        {
             let took = start.elapsed();
-            metrics::upstream(&route.upstream, took);
+            g.metrics.upstream(route, took);
             ctx.upstream_took = Some(took);
         }
         Ok(())

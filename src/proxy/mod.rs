@@ -9,6 +9,7 @@ mod ctx;
 mod enforce;
 mod gateway;
 pub mod headers;
+mod metric_handles;
 pub mod ratelimit_headers;
 mod record;
 pub mod responses;
@@ -17,5 +18,6 @@ mod upstreams;
 
 pub use ctx::RequestCtx;
 pub use gateway::Gateway;
+pub use metric_handles::{LimitLabel, MetricHandles};
 pub use state::{Generation, SharedState};
 pub use upstreams::{HealthChecker, UpstreamPool};

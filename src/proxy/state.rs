@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use super::UpstreamPool;
+use super::{MetricHandles, UpstreamPool};
 use crate::config::reload::ApplyConfig;
 use crate::config::Snapshot;
 use crate::limiter::{Limiter, MemoryStore};
@@ -20,6 +20,8 @@ pub struct Generation {
     pub snapshot: Arc<Snapshot>,
     pub upstreams: HashMap<String, Arc<UpstreamPool>>,
     pub limiter: Arc<Limiter>,
+    /// Metric handles for this snapshot's routes, tiers, limits and keys.
+    pub metrics: MetricHandles,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -79,6 +81,7 @@ fn build(
     };
     Ok(Generation {
         number,
+        metrics: MetricHandles::build(&snapshot),
         snapshot: Arc::new(snapshot),
         upstreams,
         limiter,
