@@ -12,13 +12,20 @@ import os
 import statistics
 from collections import OrderedDict, defaultdict
 
-# (id, text, scenario, compare with, metric, minimum ratio, p99 at most this multiple or None)
+# Issue 12's targets: (id, text, scenario, tollgate contender, compare with (a kind, or a
+# contender of the same scenario), minimum efficiency ratio, p99 at most this multiple of
+# nginx's or None).
 TARGETS = [
-    ("t1", "s1 plain: tollgate ÷ bare Pingora ≥ 1.0", "s1", "bare", 1.0, None),
-    ("t2", "s2 limited: tollgate ÷ bare Pingora ≥ 0.85, p99 ≤ 1.5× bare's", "s2", "bare", 0.85, 1.5),
-    ("t3", "s2 limited: tollgate ÷ nginx limit_req ≥ 0.60, p99 ≤ 2× nginx's", "s2", "nginx", 0.60, 2.0),
-    ("t4", "s3 rejected: tollgate ÷ nginx limit_req ≥ 0.50", "s3", "nginx", 0.50, None),
+    ("t1", "s2 Redis sliding_log ÷ bare Pingora ≥ 0.85, p99 ≤ 2× nginx's", "s2", "tollgate", "bare", 0.85, 2.0),
+    ("t2", "s2 Redis sliding_log ÷ nginx limit_req ≥ 0.60", "s2", "tollgate", "nginx", 0.60, None),
+    ("t3", "s2 Redis sliding_log ÷ OpenResty + Redis ≥ 2.0", "s2", "tollgate", "openresty", 2.0, None),
+    ("t4", "s2 in-process store ÷ bare Pingora ≥ 0.90", "s2", "tollgate:mem", "bare", 0.90, None),
+    ("t5", "s1 unlimited tier ÷ bare Pingora ≥ 0.95", "s1", "tollgate", "bare", 0.95, None),
+    ("t6", "s2 access log on (to a file) ÷ off ≥ 0.95", "s2", "tollgate:logfile", "tollgate", 0.95, None),
+    ("t7", "s3 rejected: tollgate ÷ nginx limit_req ≥ 0.50", "s3", "tollgate", "nginx", 0.50, None),
 ]
+# Redis CPU per sliding_log decision (µs = ms per 1,000 requests), scenario s2.
+REDIS_US_PER_DECISION = 12
 RSS_IDLE_MB = 30
 RSS_LOADED_MB = 100
 LOCUST_RPS = 1400
@@ -87,7 +94,7 @@ def kind(contender):
         return "nginx"
     if contender == "bare-pingora":
         return "bare"
-    return contender
+    return contender  # "openresty"
 
 
 def ratios(rows):
@@ -100,7 +107,7 @@ def ratios(rows):
             continue
         base = by.get(r["baseline"], {})
         entry = {"scenario": r["scenario"], "label": r["label"], "baseline": r["baseline"]}
-        for other in ("nginx", "bare"):
+        for other in ("nginx", "bare", "openresty"):
             b = base.get(other)
             if not b:
                 continue
@@ -116,20 +123,36 @@ def ratios(rows):
     return out
 
 
-def evaluate(rats, rss, locust):
+def evaluate(rows, rss, locust):
     res = []
-    for tid, text, scen, other, minimum, p99_max in TARGETS:
-        e = next((x for x in rats if x["scenario"] == scen and other in x), None)
-        if not e:
+    by = {(r["scenario"], r["contender"]): r for r in rows}
+    by_kind = {}
+    for r in rows:
+        by_kind.setdefault((r["scenario"], kind(r["contender"])), r)
+    for tid, text, scen, contender, other, minimum, p99_max in TARGETS:
+        t = by.get((scen, contender))
+        o = by.get((scen, other)) or (by_kind.get((scen, other)) if other != "tollgate" else None)
+        if not t or not o or not t["req_per_cpu_s"] or not o["req_per_cpu_s"]:
             res.append({"id": tid, "target": text, "value": None, "met": None})
             continue
-        v = e[other]
-        met = v["efficiency"] is not None and v["efficiency"] >= minimum
-        value = f"{v['efficiency']:.2f}"
+        eff = t["req_per_cpu_s"] / o["req_per_cpu_s"]
+        met = eff >= minimum
+        value = f"{eff:.2f}"
         if p99_max is not None:
-            met = met and v["p99"] is not None and v["p99"] <= p99_max
-            value += f", p99 ×{v['p99']:.2f}"
+            n = by_kind.get((scen, "nginx"))
+            p99 = t["p99_ms"] / n["p99_ms"] if n and n["p99_ms"] else None
+            met = met and p99 is not None and p99 <= p99_max
+            value += f", p99 ×{p99:.2f} nginx's" if p99 is not None else ", p99: no nginx row"
         res.append({"id": tid, "target": text, "value": value, "met": met})
+    for r in rows:
+        if r["redis_cpu_ms_per_1k"] is None or kind(r["contender"]) == "bare" or r["redis_cpu_ms_per_1k"] == 0:
+            continue
+        text = f"{r['scenario']} {r['label']}: Redis CPU per decision"
+        met = None
+        if r["scenario"] == "s2" and r["contender"] == "tollgate":
+            text += f" ≤ {REDIS_US_PER_DECISION} µs"
+            met = r["redis_cpu_ms_per_1k"] <= REDIS_US_PER_DECISION
+        res.append({"id": "redis-cpu", "target": text, "value": f"{r['redis_cpu_ms_per_1k']:.1f} µs", "met": met})
     for r in rss:
         res.append({"id": "rss-idle", "target": f"{r['label']}: idle RSS ≤ {RSS_IDLE_MB} MB",
                     "value": f"{r['idle_rss_kb'] / 1024:.1f} MB", "met": r["idle_rss_kb"] / 1024 <= RSS_IDLE_MB})
@@ -182,20 +205,23 @@ def markdown(meta, titles, rows, rats, targets, rss, locust):
     w("Efficiency = requests per CPU-second of the proxy (higher is better; > 1 means tollgate needs less CPU "
       "per request). p99 ratio < 1 means tollgate's p99 is lower.")
     w("")
-    w("| scenario | tollgate | ÷ nginx: efficiency | req/s | p99 | ÷ bare Pingora: efficiency | req/s | p99 |")
-    w("|---|---|---|---|---|---|---|---|")
+    w("| scenario | tollgate | ÷ nginx: efficiency | req/s | p99 | ÷ bare Pingora: efficiency | req/s | p99 "
+      "| ÷ OpenResty + Redis: efficiency | p99 |")
+    w("|---|---|---|---|---|---|---|---|---|---|")
     for e in rats:
         n = ratio_cell(e, "nginx")
         b = ratio_cell(e, "bare")
+        o = ratio_cell(e, "openresty")
         note = "" if e["baseline"] == e["scenario"] else f" (vs {e['baseline']})"
-        w(f"| {e['scenario']}{note} | {e['label']} | {n[0]} | {n[1]} | {n[2]} | {b[0]} | {b[1]} | {b[2]} |")
+        w(f"| {e['scenario']}{note} | {e['label']} | {n[0]} | {n[1]} | {n[2]} | {b[0]} | {b[1]} | {b[2]} "
+          f"| {o[0]} | {o[2]} |")
     w("")
     w("## Targets")
     w("")
     w("| target | measured | met |")
     w("|---|---|---|")
     for t in targets:
-        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+        met = {True: "yes", False: "**no**", None: "not measured" if t["value"] is None else "–"}[t["met"]]
         w(f"| {t['target']} | {t['value'] or '–'} | {met} |")
     w("")
     w("## All runs")
@@ -244,20 +270,20 @@ def chart(path, titles, rows, rats):
         print("report: no matplotlib, no chart")
         return False
     scen = list(OrderedDict.fromkeys(r["scenario"] for r in rows))
-    kinds = ["tollgate", "nginx", "bare"]
-    colors = {"tollgate": "#e8590c", "nginx": "#2b8a3e", "bare": "#1971c2"}
+    kinds = ["tollgate", "nginx", "openresty", "bare"]
+    colors = {"tollgate": "#e8590c", "nginx": "#2b8a3e", "openresty": "#868e96", "bare": "#1971c2"}
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
     for ax, metric, title in ((axes[0], "req_per_cpu_s", "requests per proxy CPU-second"),
                               (axes[1], "p99_ms", "p99 latency (ms)")):
-        width = 0.27
+        width = 0.2
         for i, k in enumerate(kinds):
             xs, ys = [], []
             for j, s in enumerate(scen):
                 r = next((r for r in rows if r["scenario"] == s and kind(r["contender"]) == k), None)
                 if r and r[metric] is not None:
-                    xs.append(j + (i - 1) * width)
+                    xs.append(j + (i - 1.5) * width)
                     ys.append(r[metric])
-            ax.bar(xs, ys, width, label={"bare": "bare Pingora"}.get(k, k), color=colors[k])
+            ax.bar(xs, ys, width, label={"bare": "bare Pingora", "openresty": "OpenResty + Redis"}.get(k, k), color=colors[k])
         ax.set_xticks(range(len(scen)))
         ax.set_xticklabels(scen)
         ax.set_title(title)
@@ -303,7 +329,7 @@ def main():
     rats = ratios(rows)
     rss = [r for r in raw if r.get("scenario") == "rss"]
     locust = next((r for r in raw if r.get("scenario") == "locust"), None)
-    targets = evaluate(rats, rss, locust)
+    targets = evaluate(rows, rss, locust)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "latest.json"), "w") as f:
         json.dump({"meta": meta, "scenarios": titles, "rows": rows, "ratios": rats, "targets": targets,

@@ -17,7 +17,9 @@
 #   s1   plain proxying, no limit: tollgate (key of an unlimited tier) / nginx proxy_pass with
 #        upstream keepalive / bare Pingora
 #   s2   every request limited through Redis, sliding_log, 1,000 keys round-robin, all allowed:
-#        tollgate / nginx proxy_pass + limit_req on $http_x_api_key / bare Pingora (no limit)
+#        tollgate / tollgate with its access log on, to a file (the default config) / tollgate
+#        with the in-process store / nginx proxy_pass + limit_req on $http_x_api_key / the
+#        OpenResty + Redis peer (one EVALSHA of a sliding log per request) / bare Pingora
 #   s3   every request rejected (one key far over its limit): tollgate (over-limit cache on, the
 #        default) / nginx limit_req 429; plus s3r: tollgate with over_limit_cache: false, so that
 #        every rejection asks Redis
@@ -38,6 +40,8 @@
 #   BENCH_PERF=1  also profile tollgate with perf in an extra, unmeasured run of each scenario in
 #                 BENCH_PERF_SCENARIOS [s1 s2 s3r] ($BENCH_OUT/perf-<scenario>-tollgate*.txt)
 #   BENCH_KEEP=1  keep the temp dir (configs, logs, raw results)
+#   OPENRESTY_PEER_DIR [../shared/peers/openresty]  the OpenResty peer (its README says what it
+#                 needs: nginx with libnginx-mod-http-lua, lua-resty-core, lua-resty-lrucache)
 # Installs what is missing: nginx, wrk, redis-server, curl (Debian; apt-get update runs once, only
 # when something is missing), linux-perf when BENCH_PERF=1, matplotlib into .venv.
 set -euo pipefail
@@ -58,6 +62,18 @@ OUT=${BENCH_OUT:-bench/results}
 SCENARIOS=${BENCH_SCENARIOS:-s1 s2 s3 s4 s5 rss locust}
 PERF=${BENCH_PERF:-0}
 PERF_SCENARIOS=${BENCH_PERF_SCENARIOS:-s1 s2 s3r}
+# The OpenResty + Redis peer (lua-resty-redis and a sliding-log limiter); the contender is skipped
+# when the folder or nginx's lua module is missing.
+# Default: ../shared/peers/openresty next to the repository; from a git worktree, next to the
+# main checkout.
+if [ -z "${OPENRESTY_PEER_DIR:-}" ]; then
+    OPENRESTY_PEER_DIR=$ROOT/../shared/peers/openresty
+    if [ ! -d "$OPENRESTY_PEER_DIR" ]; then
+        common=$(git rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
+        [ -n "$common" ] && OPENRESTY_PEER_DIR=$(dirname "$common")/../shared/peers/openresty
+    fi
+fi
+NGINX_MODULES=${NGINX_MODULES:-/usr/share/nginx/modules}
 MATPLOTLIB=matplotlib==3.11.2
 TICKS=$(getconf CLK_TCK)
 
@@ -227,12 +243,13 @@ flush_redis() {
 PROXY_PID='' PROXY_PORT='' ADMIN_PORT=''
 PROXY_PIDS=()
 
-# tollgate_conf VARIANT: std | nocache | anon-redis | anon-mem
+# tollgate_conf VARIANT: std | nocache | logfile (the access log on, to a file: the default
+# config) | mem (the in-process store) | anon-redis | anon-mem
 tollgate_conf() {
     local variant=$1 i
     echo "listen: [\"127.0.0.1:$PROXY_PORT\"]"
     echo "admin_listen: \"127.0.0.1:$ADMIN_PORT\""
-    if [ "$variant" != anon-mem ]; then
+    if [ "$variant" != anon-mem ] && [ "$variant" != mem ]; then
         echo "redis:"
         echo "  url: \"redis://127.0.0.1:$REDIS_PORT/0\""
         echo "  timeout_ms: 200"
@@ -244,7 +261,12 @@ tollgate_conf() {
     echo "  echo: { peers: [\"127.0.0.1:$ECHO_PORT\"] }"
     echo "routes:"
     echo "  - { prefix: \"/\", upstream: echo }"
-    echo "access_log: { enabled: false }"
+    if [ "$variant" = logfile ]; then
+        rm -f "$TMP/access.log"
+        echo "access_log: { path: \"$TMP/access.log\" }"
+    else
+        echo "access_log: { enabled: false }"
+    fi
     case $variant in
     anon-*)
         echo "identity: { header: x-api-key, anonymous: { tier: anonymous }, trusted_proxies: [\"127.0.0.1/32\"] }"
@@ -363,6 +385,78 @@ start_bare() {
     wait_ready "$PROXY_PORT" "$PROXY_PID"
 }
 
+# The OpenResty peer's prerequisites; prints why it cannot run, or nothing.
+openresty_missing() {
+    [ -f "$OPENRESTY_PEER_DIR/lib/sliding_log_limit.lua" ] ||
+        { echo "no OpenResty peer at OPENRESTY_PEER_DIR=$OPENRESTY_PEER_DIR"; return; }
+    [ -f "$NGINX_MODULES/ngx_http_lua_module.so" ] ||
+        { echo "no $NGINX_MODULES/ngx_http_lua_module.so (apt-get install libnginx-mod-http-lua lua-resty-core lua-resty-lrucache)"; return; }
+    [ -f /usr/share/lua/5.1/resty/core.lua ] ||
+        echo "no lua-resty-core (apt-get install lua-resty-core lua-resty-lrucache)"
+}
+
+# nginx + lua-nginx-module + lua-resty-redis: one EVALSHA of the peer's sliding-log script per
+# request, the same limit as tollgate's sl_high tier (100,000 per 60 s), keyed by the API key.
+openresty_conf() {
+    local d=$TMP/openresty
+    cat <<EOF
+load_module $NGINX_MODULES/ndk_http_module.so;
+load_module $NGINX_MODULES/ngx_http_lua_module.so;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log error;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $d/client_body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    lua_package_path "$OPENRESTY_PEER_DIR/lib/?.lua;/usr/share/lua/5.1/?.lua;;";
+    init_by_lua_block {
+        require("sliding_log_limit").configure{ host = "127.0.0.1", port = $REDIS_PORT,
+            limit = 100000, window_ms = 60000, keys = dofile("$d/keys.lua") }
+    }
+    upstream echo {
+        server 127.0.0.1:$ECHO_PORT;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$PROXY_PORT;
+        location / {
+            access_by_lua_block { require("sliding_log_limit").access() }
+            proxy_pass http://echo;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+}
+
+start_openresty() {
+    local i d=$TMP/openresty
+    PROXY_PORT=$(free_port)
+    mkdir -p "$d"
+    {
+        echo "return {"
+        for ((i = 0; i < NKEYS; i++)); do printf '"bench-sl-%04d",\n' "$i"; done
+        echo "}"
+    } >"$d/keys.lua"
+    openresty_conf >"$d/nginx.conf"
+    bg openresty "$PROXY_CPU" TERM nginx -p "$d/" -e "$d/error.log" -c "$d/nginx.conf" -g 'daemon off;'
+    PROXY_PID=$BG_PID
+    wait_ready "$PROXY_PORT" "$PROXY_PID"
+    PROXY_PIDS=("$PROXY_PID")
+    for i in $(seq 50); do
+        mapfile -t -O 1 PROXY_PIDS < <(pgrep -P "$PROXY_PID")
+        [ ${#PROXY_PIDS[@]} -gt 1 ] && break
+        sleep 0.1
+    done
+    [ ${#PROXY_PIDS[@]} -gt 1 ] || die "openresty (nginx + lua) started no worker"
+}
+
 stop_proxy() {
     stop_pid "$PROXY_PID"
     PROXY_PID=
@@ -375,6 +469,7 @@ start_contender() {
     tollgate) start_tollgate std ;;
     tollgate:*) start_tollgate "${1#*:}" ;;
     nginx:*) start_nginx "${1#*:}" ;;
+    openresty) start_openresty ;;
     bare-pingora) start_bare ;;
     *) die "unknown contender $1" ;;
     esac
@@ -458,8 +553,16 @@ scenario_meta() {
 run_case() {
     local scenario=$1 expect=$2 baseline=$3 rep spec
     shift 3
+    local specs=() why
+    for spec in "$@"; do
+        if [ "${spec%%=*}" = openresty ] && why=$(openresty_missing) && [ -n "$why" ]; then
+            say "$scenario: contender OpenResty + Redis skipped: $why"
+            continue
+        fi
+        specs+=("$spec")
+    done
     for ((rep = 1; rep <= REPEAT; rep++)); do
-        for spec in "$@"; do
+        for spec in "${specs[@]}"; do
             flush_redis
             start_contender "${spec%%=*}"
             measure "$scenario" "${spec%%=*}" "${spec#*=}" "$expect" "$baseline" "$rep"
@@ -482,7 +585,9 @@ scenario_s1() {
 scenario_s2() {
     scenario_meta s2 "sliding_log through Redis, $NKEYS keys, all allowed"
     WRK_KEY_PREFIX=bench-sl- WRK_KEYS=$NKEYS run_case s2 2xx s2 \
-        "tollgate=tollgate sliding_log" "nginx:allow=nginx limit_req" "bare-pingora=bare Pingora"
+        "tollgate=tollgate sliding_log" "tollgate:logfile=tollgate sliding_log, access log to a file" \
+        "tollgate:mem=tollgate in-process store" "nginx:allow=nginx limit_req" \
+        "openresty=OpenResty + Redis (lua-resty-redis, EVALSHA)" "bare-pingora=bare Pingora"
 }
 
 scenario_s3() {

@@ -143,10 +143,11 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route() else {
             return Ok(());
         };
+        let empty = http::HeaderValue::from_static("");
         let host = generation
             .upstreams
             .get(&route.upstream)
-            .map_or("", |p| p.settings.host.as_str());
+            .map_or(&empty, |p| &p.host_header);
         let peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())

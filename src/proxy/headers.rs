@@ -63,7 +63,7 @@ pub fn strip_prefix(uri: &Uri, prefix: &str) -> Option<String> {
 /// The request-specific values the rewrite needs.
 pub struct Forwarding<'a> {
     pub route: &'a Route,
-    pub upstream_host: &'a str,
+    pub upstream_host: &'a HeaderValue,
     pub key_header: &'a HeaderName,
     /// The socket peer, appended to X-Forwarded-For.
     pub peer_ip: Option<String>,
@@ -120,7 +120,7 @@ pub fn rewrite(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
     }
 
     if !f.route.preserve_host {
-        req.insert_header(HOST, f.upstream_host)?;
+        req.insert_header(HOST, f.upstream_host.clone())?;
     }
     if let Some(ip) = &f.peer_ip {
         let xff = match req
@@ -133,7 +133,7 @@ pub fn rewrite(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
         };
         req.insert_header("X-Forwarded-For", xff)?;
     }
-    req.insert_header("X-Forwarded-Proto", "http")?;
+    req.insert_header("X-Forwarded-Proto", HeaderValue::from_static("http"))?;
     match client_host {
         Some(h) => req.insert_header("X-Forwarded-Host", h)?,
         None => {

@@ -52,19 +52,37 @@ pub fn header_pairs(tier: &Tier, h: &Headline) -> [(&'static str, HeaderValue); 
         0
     };
     let t = h.outcome.reset_ms.div_ceil(1000);
-    let mut b1 = itoa::Buffer::new();
-    let mut b2 = itoa::Buffer::new();
-    let state = format!("\"{name}\";r={};t={}", b1.format(remaining), b2.format(t));
     [
         ("RateLimit-Policy", pre.policy.clone()),
-        (
-            "RateLimit",
-            HeaderValue::from_str(&state).unwrap_or_else(|_| HeaderValue::from_static("")),
-        ),
+        ("RateLimit", state_value(name, remaining, t)),
         ("X-RateLimit-Limit", pre.limit.clone()),
         ("X-RateLimit-Remaining", HeaderValue::from(remaining)),
         ("X-RateLimit-Reset", HeaderValue::from(t)),
     ]
+}
+
+/// `"<name>";r=<remaining>;t=<reset>`, built on the stack (limit names are at most 64 bytes).
+fn state_value(name: &str, remaining: u64, t: u64) -> HeaderValue {
+    let mut buf = [0u8; 128];
+    let mut n = 0;
+    let mut b1 = itoa::Buffer::new();
+    let mut b2 = itoa::Buffer::new();
+    let parts: [&[u8]; 6] = [
+        b"\"",
+        name.as_bytes(),
+        b"\";r=",
+        b1.format(remaining).as_bytes(),
+        b";t=",
+        b2.format(t).as_bytes(),
+    ];
+    for p in parts {
+        let Some(dst) = buf.get_mut(n..n + p.len()) else {
+            return HeaderValue::from_static("");
+        };
+        dst.copy_from_slice(p);
+        n += p.len();
+    }
+    HeaderValue::from_bytes(&buf[..n]).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -100,6 +118,14 @@ mod tests {
             ],
         };
         assert_eq!(headline(&v).unwrap().index, 1);
+    }
+
+    #[test]
+    fn state_value_shape() {
+        assert_eq!(
+            state_value("per_minute", 599, 60),
+            "\"per_minute\";r=599;t=60"
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ use crate::config::UpstreamSettings;
 
 pub struct UpstreamPool {
     pub settings: UpstreamSettings,
+    /// `settings.host` as a header value, made once.
+    pub host_header: http::HeaderValue,
     lb: LoadBalancer<RoundRobin>,
     epoch: Instant,
     next_check_ms: AtomicU64,
@@ -71,8 +73,15 @@ impl UpstreamPool {
             .filter_map(|b| b.addr.as_inet().copied())
             .map(|a| (a, AtomicU64::new(0)))
             .collect();
+        let host_header = http::HeaderValue::from_str(&settings.host).map_err(|_| {
+            format!(
+                "upstream '{}': host is not a valid header value",
+                settings.name
+            )
+        })?;
         Ok(UpstreamPool {
             settings: settings.clone(),
+            host_header,
             lb,
             epoch: Instant::now(),
             next_check_ms: AtomicU64::new(0),
