@@ -9,15 +9,9 @@ mod ctx;
 mod enforce;
 mod gateway;
 pub mod headers;
-mod metric_handles;
 pub mod ratelimit_headers;
 mod record;
 pub mod responses;
-mod state;
-mod upstreams;
 
 pub use ctx::RequestCtx;
 pub use gateway::Gateway;
-pub use metric_handles::{LimitLabel, MetricHandles};
-pub use state::{Generation, SharedState};
-pub use upstreams::{HealthChecker, UpstreamPool};

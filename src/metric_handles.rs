@@ -15,8 +15,7 @@ use std::time::Duration;
 use once_cell::race::OnceBox;
 use pingora_prometheus::prometheus::{Histogram, IntCounter};
 
-use crate::config::{Snapshot, Tier};
-use crate::identity::Identity;
+use crate::config::{Caller, Snapshot, Tier};
 use crate::metrics::{self, Decision};
 
 /// Status codes with a preresolved counter; any other code (rare) is looked up per request.
@@ -167,13 +166,13 @@ impl MetricHandles {
     }
 
     /// `tollgate_key_requests_total{key_id, decision}`.
-    pub fn key_request(&self, identity: &Identity, decision: Decision) {
+    pub fn key_request(&self, identity: &Caller, decision: Decision) {
         let cells = match identity {
-            Identity::Key(k) => match self.keys.get(k.index) {
+            Caller::Key(k) => match self.keys.get(k.index) {
                 Some(cell) => cell.get_or_init(Box::default),
                 None => return,
             },
-            Identity::Anonymous { .. } => &self.anonymous,
+            Caller::Anonymous { .. } => &self.anonymous,
         };
         cells[decision.index()]
             .get_or_init(|| metrics::key_counter(identity.key_id(), decision))
