@@ -6,12 +6,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
 use crate::config::Snapshot;
 use crate::limiter::Limiter;
 use crate::metric_handles::MetricHandles;
+use crate::top_limited::TopLimited;
 use crate::upstream::UpstreamPool;
 
 pub struct Generation {
@@ -21,6 +23,10 @@ pub struct Generation {
     pub limiter: Arc<Limiter>,
     /// Metric handles for this snapshot's routes, tiers, limits and keys.
     pub metrics: MetricHandles,
+    /// Who is being limited: one sketch for the process, handed from generation to generation.
+    pub top: Arc<TopLimited>,
+    /// When this generation was put in force.
+    pub loaded_at: SystemTime,
 }
 
 impl std::fmt::Debug for Generation {

@@ -8,17 +8,20 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::config::reload::ApplyConfig;
 use crate::config::Snapshot;
 use crate::limiter::{Clock, Limiter, MemoryStore, RedisSettings, RedisStore};
 use crate::metric_handles::MetricHandles;
 use crate::state::{Generation, SharedState};
+use crate::top_limited::TopLimited;
 use crate::upstream::UpstreamPool;
 
 pub struct Assembler {
     state: Arc<SharedState>,
     memory: Arc<MemoryStore>,
+    top: Arc<TopLimited>,
     counter: AtomicU64,
 }
 
@@ -26,10 +29,12 @@ impl Assembler {
     /// Builds generation 1 from `snapshot` and the state that holds it.
     pub fn start(snapshot: Snapshot) -> Result<Self, String> {
         let memory = Arc::new(MemoryStore::new());
-        let first = build(1, snapshot, None, &memory)?;
+        let top = Arc::new(TopLimited::new());
+        let first = build(1, snapshot, None, &memory, &top)?;
         Ok(Assembler {
             state: SharedState::new(first),
             memory,
+            top,
             counter: AtomicU64::new(1),
         })
     }
@@ -44,6 +49,7 @@ fn build(
     snapshot: Snapshot,
     previous: Option<&Generation>,
     memory: &Arc<MemoryStore>,
+    top: &Arc<TopLimited>,
 ) -> Result<Generation, String> {
     let mut upstreams = HashMap::new();
     for (name, settings) in &snapshot.upstreams {
@@ -68,6 +74,8 @@ fn build(
         snapshot: Arc::new(snapshot),
         upstreams,
         limiter,
+        top: top.clone(),
+        loaded_at: SystemTime::now(),
     })
 }
 
@@ -99,7 +107,7 @@ impl ApplyConfig for Assembler {
             ));
         }
         let number = self.counter.fetch_add(1, Ordering::AcqRel) + 1;
-        let next = build(number, snapshot, Some(&current), &self.memory)?;
+        let next = build(number, snapshot, Some(&current), &self.memory, &self.top)?;
         self.state.store(next);
         Ok(number)
     }

@@ -45,6 +45,9 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
             ctx.decision = Some(decision);
             let label = h.map_or(LimitLabel::None, |h| LimitLabel::Index(h.index));
             generation.metrics.decision(&tier, label, decision);
+            if !verdict.allowed {
+                generation.top.record(identity.top_label());
+            }
             if verdict.allowed || tier.shadow {
                 if !verdict.allowed {
                     // Shadow mode reports what enforcement would do, without blocking.
