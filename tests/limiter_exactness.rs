@@ -15,9 +15,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
+use std::sync::Arc;
+
 use tollgate::limiter::{
-    Algorithm, Budget, Clock, Limit, LimitOutcome, MemoryStore, RedisStore, RedisTarget, Store,
-    Verdict,
+    Algorithm, Budget, Clock, Limit, LimitOutcome, Limiter, MemoryStore, OnError, Outcome,
+    RedisSettings, RedisStore, RedisTarget, Source, Store, Verdict,
 };
 
 /// A multiple of one hour, in µs, so windows of 10 s, 60 s, ... start on it.
@@ -33,6 +35,7 @@ struct Env {
     /// The manual clock both stores decide at.
     clock: Clock,
     rt: tokio::runtime::Runtime,
+    url: String,
     _server: common::RedisServer,
 }
 
@@ -54,6 +57,7 @@ impl Env {
             memory: MemoryStore::with_clock(clock.clone()),
             clock,
             rt,
+            url: server.url(),
             _server: server,
         }
     }
@@ -344,4 +348,116 @@ fn redis_and_memory_agree_on_any_sequence() {
             }
         }
     });
+}
+
+/// A Redis limiter with the over-limit cache on, deciding at `clock`.
+fn cached_limiter(env: &Env, clock: &Clock) -> Limiter {
+    let settings = RedisSettings {
+        target: RedisTarget::Single(env.url.clone()),
+        timeout: Duration::from_millis(500),
+        on_error: OnError::FailClosed,
+        key_prefix: "tgcache".into(),
+        breaker_failures: 1000,
+        breaker_open: Duration::from_secs(1),
+        over_limit_cache: true,
+    };
+    let store = RedisStore::new(
+        settings.target.clone(),
+        &settings.key_prefix,
+        settings.timeout,
+        clock.clone(),
+    );
+    Limiter::with_store(Arc::new(store), &settings, Arc::new(MemoryStore::new()))
+        .with_cache_clock(clock.clone())
+}
+
+/// The over-limit cache answers only what Redis would: Redis-with-cache and the in-process
+/// store give the same verdicts on random traffic of several identities with random costs
+/// (a cached `cost: 3` refusal must not refuse a later `cost: 1` request Redis would admit).
+#[test]
+fn redis_with_over_limit_cache_agrees_with_memory() {
+    let env = Env::start();
+    let clock = Clock::manual(B);
+    let limiter = cached_limiter(&env, &clock);
+    let memory = MemoryStore::with_clock(clock.clone());
+    let case = Cell::new(0u64);
+    let hits = Cell::new(0u64);
+    let config = ProptestConfig {
+        cases: 40,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let tier = prop::collection::vec((algorithm(), 2u64..20, 100u64..3000), 1..=2);
+    let traffic = prop::collection::vec((0usize..3, 0u8..8, 0u64..=1000, 1u64..=4), 1..150);
+    proptest!(config, |(tier in tier, traffic in traffic)| {
+        case.set(case.get() + 1);
+        let limits: Vec<Limit> = tier
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, l, w))| lim(&format!("l{i}"), a, l, w))
+            .collect();
+        let start_sys = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64;
+        let start = Instant::now();
+        let mut offset = 0;
+        for (who, step, frac, cost) in traffic {
+            let e = Event { step, frac, cost };
+            offset += delta_us(&e, limits[0].requests, limits[0].window_ms);
+            clock.set_us(start_sys + start.elapsed().as_micros() as u64 + offset);
+            let id = format!("cache-{}-{who}", case.get());
+            let budgets = [Budget::new(&id, &limits)];
+            let outcome = env.rt.block_on(limiter.decide(&budgets, cost, "tier", 1));
+            let Outcome::Decided { verdict, source } = outcome else {
+                panic!("the store failed: {outcome:?}");
+            };
+            if source == Source::Cache {
+                hits.set(hits.get() + 1);
+            }
+            let m = env.rt.block_on(memory.check(&budgets, cost)).expect("memory check");
+            prop_assert_eq!(verdict.allowed, m.allowed, "id {} cost {} from {:?}", id, cost, source);
+        }
+    });
+    assert!(
+        hits.get() > 0,
+        "the cache answered nothing: the test did not exercise it"
+    );
+}
+
+/// Requests that wait at the same moment go out as one script call, decided in order: exact.
+#[test]
+fn concurrent_decisions_are_batched_and_exact() {
+    let env = Env::start();
+    let l = [lim("b", Algorithm::SlidingLog, 40, W)];
+    env.clock.set_us(B);
+    let calls = |env: &Env| -> u64 {
+        let client = redis::Client::open(env.url.as_str()).unwrap();
+        let mut c = client.get_connection().unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut c)
+            .unwrap();
+        info.lines()
+            .find(|l| l.starts_with("cmdstat_evalsha:"))
+            .and_then(|l| l.split("calls=").nth(1))
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // Connect (and load the script) first, so that the count below is the batches alone.
+    let warm = [Budget::new("batch-warm", &l)];
+    env.rt.block_on(env.redis.check(&warm, 1)).expect("warm-up");
+    let before = calls(&env);
+    let budgets = [Budget::new("batch-hot", &l)];
+    let verdicts = env.rt.block_on(futures::future::join_all(
+        (0..64).map(|_| env.redis.check(&budgets, 1)),
+    ));
+    let allowed = verdicts
+        .iter()
+        .filter(|v| v.as_ref().expect("check").allowed)
+        .count();
+    assert_eq!(allowed, 40, "exactly the limit is admitted");
+    let used = calls(&env) - before;
+    assert!(
+        used <= 16,
+        "64 concurrent decisions took {used} script calls: they were not batched"
+    );
 }

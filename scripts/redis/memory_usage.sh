@@ -36,11 +36,11 @@ for algo in "1 sliding_log" "2 sliding_window" "3 fixed_window" "4 token_bucket"
       for ((i = 0; i < limit; i += 500)); do
         n=$((limit - i < 500 ? limit - i : 500))
         for ((j = 0; j < n; j++)); do
-          echo "EVALSHA $sha 1 $key $((now + (i + j) * 1000)) 1 $code $limit 600000"
+          echo "EVALSHA $sha 1 $key 1 $((now + (i + j) * 1000)) 1 1 $code $limit 600000"
         done | r >/dev/null
       done
     else
-      r EVALSHA "$sha" 1 "$key" "$now" "$limit" "$code" "$limit" 600000 >/dev/null
+      r EVALSHA "$sha" 1 "$key" 1 "$now" "$limit" 1 "$code" "$limit" 600000 >/dev/null
     fi
     bytes=$(r MEMORY USAGE "$key" SAMPLES 0)
     row="$row $bytes B |"

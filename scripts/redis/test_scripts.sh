@@ -58,7 +58,22 @@ ev() {
     IFS=, read -r k c l w <<<"$spec"
     keys+=("$k"); args+=("$c" "$l" "$w")
   done
-  r EVALSHA "$sha" "${#keys[@]}" "${keys[@]}" "$now" "$cost" "${args[@]}" | tr '\n' ' ' | sed 's/ $//'
+  r EVALSHA "$sha" "${#keys[@]}" "${keys[@]}" 1 "$now" "$cost" "${#keys[@]}" "${args[@]}" | tr '\n' ' ' | sed 's/ $//'
+}
+# batch "NOW COST KEY,CODE,LIMIT,WINDOW ..." ...  -> one call deciding every request in order;
+# the answers of all requests, concatenated.
+batch() {
+  local keys=() args=() req now cost spec k c l w n
+  for req in "$@"; do
+    read -r now cost rest <<<"$req"
+    n=0; local largs=()
+    for spec in $rest; do
+      IFS=, read -r k c l w <<<"$spec"
+      keys+=("$k"); largs+=("$c" "$l" "$w"); n=$((n + 1))
+    done
+    args+=("$now" "$cost" "$n" "${largs[@]}")
+  done
+  r EVALSHA "$sha" "${#keys[@]}" "${keys[@]}" "$#" "${args[@]}" | tr '\n' ' ' | sed 's/ $//'
 }
 field() { echo "$1" | cut -d' ' -f"$2"; }   # field "$out" 5 -> retry of limit 1
 num() { if [[ $1 =~ ^-?[0-9]+$ ]]; then echo "$1"; else echo -999999999; fi; }  # errors stay numeric
@@ -97,7 +112,7 @@ for i in $(seq 1 300); do
   esac
   now=$((now + d)); c=$((RANDOM % 3 == 0 ? 2 : 1))
   times+=("$now"); costs+=("$c")
-  cmds+="EVALSHA $sha 1 $k $now $c $SL $L $W"$'\n'
+  cmds+="EVALSHA $sha 1 $k 1 $now $c 1 $SL $L $W"$'\n'
 done
 mapfile -t lines < <(printf '%s' "$cmds" | r)
 admitted=(); n_adm=0
@@ -240,9 +255,28 @@ ev 0 1 $k,$SL,5,$W >/dev/null
 after=$(date +%s%6N)
 score=$(num "$(r ZRANGE $k 0 0 WITHSCORES | sed -n 2p)")
 expect "now=0 uses Redis TIME" "1" "$(( score >= before - 1000000 && score <= after + 1000000 ))"
-err=$(r EVALSHA "$sha" 1 k 0 1 1 5 2>&1 || true)
+err=$(r EVALSHA "$sha" 1 k 1 0 1 1 1 5 2>&1 || true)
 expect "wrong argument count is an error" "1" "$(case "$err" in *tollgate*) echo 1 ;; *) echo 0 ;; esac)"
-expect "no limits: allowed" "1 0" "$(r EVALSHA "$sha" 0 $B 1 | tr '\n' ' ' | sed 's/ $//')"
+expect "no limits: allowed" "1 0" "$(r EVALSHA "$sha" 0 1 $B 1 0 | tr '\n' ' ' | sed 's/ $//')"
+
+# --- batches: several requests in one call, decided in order -------------------------------------
+expect "a batch decides in order: the second request sees the first" \
+  "1 1 1 0 0 60000 0 1 0 0 60000 60000" \
+  "$(batch "$B 1 bt:{a}:sl,$SL,1,$W" "$B 1 bt:{a}:sl,$SL,1,$W")"
+# The same random-ish sequence, once as single calls and once as one batch, on fresh keys of
+# every algorithm, with several identities and costs: identical answers, identical state.
+for code in $SL $SW $FW $TB; do
+  single="" reqs=()
+  for i in 1 2 3 4 5 6 7 8; do
+    who=$(( i % 3 )); cost=$(( (i * 7) % 3 + 1 )); t=$((B + 40 * S + i * 1000))
+    single+="$(ev $t $cost "one:{$who}:$code,$code,5,$W" "one:{$who}:x$code,$code,9,$W") "
+    reqs+=("$t $cost two:{$who}:$code,$code,5,$W two:{$who}:x$code,$code,9,$W")
+  done
+  expect "batch of 8 = 8 single calls ($code)" "${single% }" "$(batch "${reqs[@]}")"
+done
+err=$(batch "$B 1 bad:{a}:sl,$SL,5,$W" "$B 1 bad:{a}:sl,9,5,$W" 2>&1 || true)
+expect "a malformed request fails the batch" "1" "$(case "$err" in *tollgate*) echo 1 ;; *) echo 0 ;; esac)"
+expect "... before anything of it is recorded" "0" "$(r EXISTS bad:{a}:sl)"
 
 # --- peek (read-only usage) and reset -----------------------------------------------------------
 # pk NOW KEY,CODE,LIMIT,WINDOW ...  -> "n (remaining reset)*n"

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::breaker::{Breaker, Permit};
 use super::over_limit_cache::OverLimitCache;
-use super::{Budget, MemoryStore, OnError, RedisSettings, Store, StoreError, Verdict};
+use super::{Budget, Clock, MemoryStore, OnError, RedisSettings, Store, StoreError, Verdict};
 use crate::metrics;
 
 /// Who produced a verdict.
@@ -76,11 +76,22 @@ impl Limiter {
             on_error: settings.on_error,
             timeout: settings.timeout,
             breaker: Breaker::new(settings.breaker_failures, settings.breaker_open),
-            over_limit: settings.over_limit_cache.then(OverLimitCache::new),
+            over_limit: settings
+                .over_limit_cache
+                .then(|| OverLimitCache::new(Clock::Store)),
             last_fallback_log_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             settings: Some(settings.clone()),
         }
+    }
+
+    /// The over-limit cache on `clock`: the clock the store decides at (a manual clock in tests;
+    /// the default stands in for Redis `TIME` with the local monotonic clock).
+    pub fn with_cache_clock(mut self, clock: Clock) -> Self {
+        if self.over_limit.is_some() {
+            self.over_limit = Some(OverLimitCache::new(clock));
+        }
+        self
     }
 
     /// The Redis settings this limiter was built from (None: in-memory). A reload with equal
@@ -116,7 +127,7 @@ impl Limiter {
             };
         };
         if let Some(cache) = &self.over_limit {
-            if let Some(verdict) = cache.get(first.identity, scope, generation) {
+            if let Some(verdict) = cache.get(first.identity, scope, generation, cost) {
                 return Outcome::Decided {
                     verdict,
                     source: Source::Cache,
@@ -132,7 +143,7 @@ impl Limiter {
             Ok(verdict) => {
                 self.breaker.on_success(permit);
                 if let Some(cache) = &self.over_limit {
-                    cache.put(first.identity, scope, generation, &verdict);
+                    cache.put(first.identity, scope, generation, cost, &verdict);
                 }
                 Outcome::Decided {
                     verdict,

@@ -1,101 +1,150 @@
-//! Remembers, per replica, which identities Redis has said are over a limit and until when.
+//! Remembers, per replica and per worker thread, which identities Redis has said are over a
+//! limit, for which cost, and until when.
 //!
 //! A key hammering far above its limit is then rejected locally until its slot frees, without a
-//! Redis round trip. It only ever *rejects*, and only until the moment Redis itself named, so
-//! it can never admit more than Redis would. Entries are tied to the config generation: a reload
-//! that raises a limit is honoured at once.
+//! Redis round trip. A cached denial answers only a request that Redis would refuse too:
+//!
+//! * its cost is at least the cost Redis refused. Every limit that refused had fewer units left
+//!   than that cost; usage only grows until the refusal's retry time (other requests, other
+//!   replicas), and a larger cost needs at least as long to fit, so Redis refuses it too, at
+//!   least until then. A cheaper request (a `cost: 1` route after a `cost: 3` refusal) goes to
+//!   Redis, which may still have a unit for it;
+//! * it comes before the retry time Redis named, on the store's clock;
+//! * it was made under the same configuration generation (a reload that raises a limit is
+//!   honoured at once) and after the last reset of this cache.
+//!
+//! So the cache can never admit anything, and never refuses what Redis would admit.
+//!
+//! No lock on the request path: each worker thread keeps its own table (thread-local), so a
+//! request only touches memory of its own thread. A thread that has not seen the denial asks
+//! Redis once and caches it itself. [`OverLimitCache::clear`] bumps an epoch that every table
+//! checks, so a reset reaches all threads without touching them.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
-use super::Verdict;
+use super::{Clock, Verdict};
 
-const SHARDS: usize = 32;
-/// Bounds memory under a flood of distinct identities.
-const MAX_PER_SHARD: usize = 4096;
+/// Bounds a thread's table under a flood of distinct identities.
+const MAX_PER_THREAD: usize = 16 * 1024;
+
+/// Tells caches apart in the shared thread-local tables (a process may hold several limiters).
+static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
 
 struct Entry {
-    until: Instant,
+    /// The store clock's time (µs) until which Redis refuses `cost` or more.
+    until_us: u64,
+    cost: u64,
+    epoch: u64,
     verdict: Verdict,
 }
 
+thread_local! {
+    static TABLE: RefCell<HashMap<u64, Entry>> = RefCell::new(HashMap::new());
+}
+
 pub struct OverLimitCache {
+    id: u64,
     hasher: ahash::RandomState,
-    shards: Vec<Mutex<HashMap<u64, Entry>>>,
+    /// Bumped by `clear`; older entries are ignored.
+    epoch: AtomicU64,
+    /// The store's clock (a manual one in tests); the local monotonic clock stands in for
+    /// Redis `TIME`, which only the durations Redis answers are measured against.
+    clock: Clock,
+    started: Instant,
 }
 
 impl Default for OverLimitCache {
     fn default() -> Self {
-        Self::new()
+        Self::new(Clock::Store)
     }
 }
 
 impl OverLimitCache {
-    pub fn new() -> Self {
+    pub fn new(clock: Clock) -> Self {
         OverLimitCache {
+            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             hasher: ahash::RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            epoch: AtomicU64::new(0),
+            clock,
+            started: Instant::now(),
         }
     }
 
-    fn slot(&self, identity: &str, tier: &str, generation: u64) -> (usize, u64) {
+    fn now_us(&self) -> u64 {
+        self.clock
+            .fixed_us()
+            .unwrap_or_else(|| self.started.elapsed().as_micros() as u64)
+    }
+
+    fn slot(&self, identity: &str, scope: &str, generation: u64) -> u64 {
         let mut h = self.hasher.build_hasher();
+        self.id.hash(&mut h);
         identity.hash(&mut h);
-        tier.hash(&mut h);
+        scope.hash(&mut h);
         generation.hash(&mut h);
-        let k = h.finish();
-        ((k as usize) % SHARDS, k)
+        h.finish()
     }
 
-    /// A cached denial with its retry time counted down to `now`, if one is still running.
-    pub fn get(&self, identity: &str, tier: &str, generation: u64) -> Option<Verdict> {
-        let (s, k) = self.slot(identity, tier, generation);
-        let now = Instant::now();
-        let mut shard = self.shards[s].lock().unwrap_or_else(|p| p.into_inner());
-        let e = shard.get(&k)?;
-        if e.until <= now {
-            shard.remove(&k);
-            return None;
-        }
-        let left = (e.until - now).as_millis() as u64;
-        let mut v = e.verdict.clone();
-        for o in v.outcomes.iter_mut().filter(|o| !o.allowed) {
-            o.retry_after_ms = o.retry_after_ms.min(left).max(1);
-        }
-        Some(v)
+    /// A cached denial for a request of `cost`, with its retry time counted down to now, when
+    /// Redis would refuse that request too (see the module docs).
+    pub fn get(&self, identity: &str, scope: &str, generation: u64, cost: u64) -> Option<Verdict> {
+        let k = self.slot(identity, scope, generation);
+        let now = self.now_us();
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        TABLE.with(|t| {
+            let mut t = t.borrow_mut();
+            let e = t.get(&k)?;
+            if e.until_us <= now || e.epoch != epoch {
+                t.remove(&k);
+                return None;
+            }
+            if cost < e.cost {
+                return None;
+            }
+            let left_ms = (e.until_us - now).div_ceil(1000);
+            let mut v = e.verdict.clone();
+            for o in v.outcomes.iter_mut().filter(|o| !o.allowed) {
+                o.retry_after_ms = o.retry_after_ms.min(left_ms).max(1);
+            }
+            Some(v)
+        })
     }
 
-    /// Forgets every cached denial (a reset of some identity's counters makes them stale).
-    pub fn clear(&self) {
-        for s in &self.shards {
-            s.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        }
-    }
-
-    /// Records a denial; the entry lives until the earliest moment Redis could admit again.
-    pub fn put(&self, identity: &str, tier: &str, generation: u64, verdict: &Verdict) {
-        let wait = verdict.retry_after_ms();
-        if verdict.allowed || wait == 0 {
+    /// Records a denial of a request of `cost`; it holds until the earliest moment Redis could
+    /// admit that cost again. A newer denial replaces an older one.
+    pub fn put(&self, identity: &str, scope: &str, generation: u64, cost: u64, verdict: &Verdict) {
+        let wait_ms = verdict.retry_after_ms();
+        if verdict.allowed || wait_ms == 0 {
             return;
         }
-        let (s, k) = self.slot(identity, tier, generation);
-        let now = Instant::now();
-        let mut shard = self.shards[s].lock().unwrap_or_else(|p| p.into_inner());
-        if shard.len() >= MAX_PER_SHARD {
-            shard.retain(|_, e| e.until > now);
-            if shard.len() >= MAX_PER_SHARD {
-                return;
+        let k = self.slot(identity, scope, generation);
+        let now = self.now_us();
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        let entry = Entry {
+            until_us: now + wait_ms * 1000,
+            cost,
+            epoch,
+            verdict: verdict.clone(),
+        };
+        TABLE.with(|t| {
+            let mut t = t.borrow_mut();
+            if t.len() >= MAX_PER_THREAD && !t.contains_key(&k) {
+                t.retain(|_, e| e.until_us > now && e.epoch == epoch);
+                if t.len() >= MAX_PER_THREAD {
+                    return;
+                }
             }
-        }
-        shard.insert(
-            k,
-            Entry {
-                until: now + Duration::from_millis(wait),
-                verdict: verdict.clone(),
-            },
-        );
+            t.insert(k, entry);
+        });
+    }
+
+    /// Forgets every denial, on every thread (an operator reset a budget).
+    pub fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -104,12 +153,12 @@ mod tests {
     use super::*;
     use crate::limiter::LimitOutcome;
 
-    fn denied(ms: u64) -> Verdict {
+    fn denied(ms: u64, remaining: u64) -> Verdict {
         Verdict {
             allowed: false,
             outcomes: vec![LimitOutcome {
                 allowed: false,
-                remaining: 0,
+                remaining,
                 retry_after_ms: ms,
                 reset_ms: ms,
             }],
@@ -118,12 +167,42 @@ mod tests {
 
     #[test]
     fn holds_until_redis_said_then_forgets() {
-        let c = OverLimitCache::new();
-        c.put("k:1", "free", 1, &denied(40));
-        assert!(c.get("k:1", "free", 1).is_some());
-        assert!(c.get("k:1", "free", 2).is_none(), "a reload invalidates");
-        assert!(c.get("k:2", "free", 1).is_none());
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(c.get("k:1", "free", 1).is_none());
+        let clock = Clock::manual(1_000_000);
+        let c = OverLimitCache::new(clock.clone());
+        c.put("k:1", "free", 1, 1, &denied(40, 0));
+        assert!(c.get("k:1", "free", 1, 1).is_some());
+        assert!(c.get("k:1", "free", 2, 1).is_none(), "a reload invalidates");
+        assert!(c.get("k:2", "free", 1, 1).is_none());
+        clock.advance_us(39_000);
+        assert_eq!(c.get("k:1", "free", 1, 1).unwrap().retry_after_ms(), 1);
+        clock.advance_us(1_000);
+        assert!(c.get("k:1", "free", 1, 1).is_none());
+    }
+
+    #[test]
+    fn a_cheaper_request_goes_to_redis() {
+        // Limit 10, three cost-3 requests admitted, the fourth refused with 1 unit left.
+        let c = OverLimitCache::new(Clock::manual(5_000_000));
+        c.put("k:1", "t", 1, 3, &denied(60_000, 1));
+        assert!(
+            c.get("k:1", "t", 1, 1).is_none(),
+            "Redis has a unit for cost 1"
+        );
+        assert!(c.get("k:1", "t", 1, 2).is_none());
+        assert!(c.get("k:1", "t", 1, 3).is_some());
+        assert!(c.get("k:1", "t", 1, 7).is_some());
+    }
+
+    #[test]
+    fn clear_reaches_every_thread_and_caches_are_apart() {
+        let c = OverLimitCache::new(Clock::manual(1));
+        let other = OverLimitCache::new(Clock::manual(1));
+        c.put("k:1", "t", 1, 1, &denied(1000, 0));
+        assert!(other.get("k:1", "t", 1, 1).is_none());
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(c.get("k:1", "t", 1, 1).is_none(), "per thread"));
+        });
+        c.clear();
+        assert!(c.get("k:1", "t", 1, 1).is_none());
     }
 }

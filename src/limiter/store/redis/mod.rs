@@ -26,8 +26,10 @@ use super::{KeyBuilder, Store, StoreError};
 use crate::limiter::{limit_count, Budget, Clock, LimitOutcome, RedisTarget, Usage, Verdict};
 use crate::metrics;
 
+mod batch;
 mod cluster;
 mod single;
+use batch::Batcher;
 use cluster::ClusterConn;
 
 /// The four algorithms, which every script that reads counters starts with.
@@ -75,7 +77,8 @@ impl Lua {
 }
 
 enum Conn {
-    Single(ConnectionManager),
+    /// The connection for peek, reset and ping; decisions go through the batcher's dispatcher.
+    Single(ConnectionManager, Batcher),
     /// Redirections, NOSCRIPT and retries are handled in `cluster.rs`.
     Cluster(Box<ClusterConn>),
 }
@@ -109,7 +112,11 @@ impl RedisStore {
 
     async fn connect(&self) -> Result<Conn, RedisError> {
         match &self.target {
-            RedisTarget::Single(url) => Ok(Conn::Single(single::connect(url, self.timeout)?)),
+            RedisTarget::Single(url) => {
+                let manager = single::connect(url, self.timeout)?;
+                let batcher = Batcher::spawn(manager.clone(), self.ratelimit.script.clone());
+                Ok(Conn::Single(manager, batcher))
+            }
             RedisTarget::Cluster(urls) => Ok(Conn::Cluster(Box::new(ClusterConn::connect(
                 urls,
                 self.timeout,
@@ -152,10 +159,46 @@ impl RedisStore {
             _ => self.conn().await?,
         };
         let res = match conn {
-            Conn::Single(c) => single::eval(c, &lua.script, &keys, &args).await,
+            Conn::Single(c, _) => single::eval(c, &lua.script, &keys, &args).await,
             Conn::Cluster(c) => {
                 let keys: Vec<&str> = keys.iter().collect();
                 c.eval(lua.script.get_hash(), lua.body, &keys, &args).await
+            }
+        };
+        res.map_err(|e| classify(&e))
+    }
+
+    /// One decision: on a single Redis through the batcher (one call for every request waiting
+    /// at that moment), on a cluster as a batch of one. The script's `ARGV` for a request is
+    /// now (0: Redis `TIME`), the cost, the number of limits, then algorithm, limit and window
+    /// of each; a batch puts the number of requests first.
+    async fn decide(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Vec<i64>, StoreError> {
+        let keys = self.keys.keys(budgets);
+        let mut args = Vec::with_capacity(4 + 3 * keys.len());
+        args.extend([
+            0,
+            self.clock.fixed_us().unwrap_or(0),
+            cost,
+            keys.len() as u64,
+        ]);
+        for l in budgets.iter().flat_map(|b| b.limits) {
+            args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
+        }
+        let res = match self.conn().await? {
+            Conn::Single(_, batcher) => {
+                args.remove(0);
+                batcher.decide(keys, args).await
+            }
+            Conn::Cluster(c) => {
+                args[0] = 1;
+                let keys: Vec<&str> = keys.iter().collect();
+                c.eval(
+                    self.ratelimit.script.get_hash(),
+                    self.ratelimit.body,
+                    &keys,
+                    &args,
+                )
+                .await
             }
         };
         res.map_err(|e| classify(&e))
@@ -265,10 +308,12 @@ fn decode(raw: &[i64], n: usize) -> Result<Verdict, StoreError> {
 #[async_trait]
 impl Store for RedisStore {
     async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError> {
-        let raw = self
-            .timed("check", &self.ratelimit, budgets, Some(cost))
-            .await?;
-        decode(&raw, limit_count(budgets))
+        let started = Instant::now();
+        let raw = tokio::time::timeout(self.timeout, self.decide(budgets, cost))
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        metrics::observe_store("check", started.elapsed());
+        decode(&raw?, limit_count(budgets))
     }
 
     async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError> {
@@ -295,7 +340,7 @@ impl Store for RedisStore {
                 return self.ping_standalone().await;
             };
             let r = match conn {
-                Conn::Single(c) => single::ping(c, &cmd).await,
+                Conn::Single(c, _) => single::ping(c, &cmd).await,
                 Conn::Cluster(c) => c.ping().await,
             };
             r.map_err(|e| classify(&e))

@@ -1,0 +1,131 @@
+//! Batched decisions on a single Redis: requests waiting for a decision at the same moment go
+//! out as ONE script call that decides them in order (`scripts/redis/ratelimit.lua`).
+//!
+//! A dispatcher task owns the calls. It takes the first queued request, adds whatever else is
+//! queued at that instant (up to [`MAX_BATCH`]), sends one EVALSHA, and when it returns hands
+//! each request its slice of the answer and starts over. Nothing ever waits on a timer to fill
+//! a batch: at low load a batch is one request and the latency is that of a single call; under
+//! load the batch is whatever queued during the previous round trip. The script is atomic, so a
+//! batch is decided exactly as the same requests arriving back to back: no answer changes.
+//!
+//! Each request keeps its own budget and fallback: the caller waits for its answer within its
+//! own `timeout_ms` (and applies its own `on_error` when that runs out); a request that has
+//! already given up when its batch is formed is left out, so it is never counted.
+//!
+//! Redis Cluster sends batches of one request (`cluster.rs`): a script's declared keys must
+//! share one slot (Redis 7 answers CROSSSLOT otherwise, `allow-cross-slot-keys` included), so a
+//! batch could only hold requests of one slot, and with thousands of identities spread over
+//! 16,384 slots such batches would hardly ever hold more than one request.
+
+use redis::aio::ConnectionManager;
+use redis::{ErrorKind, RedisError, RedisResult};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::limiter::store::KeySet;
+
+/// Requests per call at most: bounds how long one script holds Redis (~10 µs each).
+pub(super) const MAX_BATCH: usize = 64;
+
+/// One request's part of a call.
+struct Job {
+    keys: KeySet,
+    /// now_us, cost, number of limits, then algorithm, limit and window of each.
+    args: Vec<u64>,
+    reply: oneshot::Sender<RedisResult<Vec<i64>>>,
+}
+
+/// The queue to a dispatcher. Dropping it ends the dispatcher once its last call returns.
+pub(super) struct Batcher {
+    tx: mpsc::UnboundedSender<Job>,
+}
+
+impl Batcher {
+    /// Starts a dispatcher for `conn` on the current runtime.
+    pub(super) fn spawn(conn: ConnectionManager, script: redis::Script) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(dispatch(conn, script, rx));
+        Batcher { tx }
+    }
+
+    /// Decides one request; its answer is `allowed_all, n, (allowed, remaining, retry, reset) * n`.
+    pub(super) async fn decide(&self, keys: KeySet, args: Vec<u64>) -> RedisResult<Vec<i64>> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job { keys, args, reply })
+            .map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+fn gone() -> RedisError {
+    RedisError::from((ErrorKind::Io, "the rate-limit dispatcher stopped"))
+}
+
+async fn dispatch(
+    conn: ConnectionManager,
+    script: redis::Script,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        // Timed out while queued: its caller has applied its fallback; deciding it now would
+        // count a request that was never served.
+        batch.retain(|j| !j.reply.is_closed());
+        if !batch.is_empty() {
+            call(&conn, &script, &mut batch).await;
+        }
+        batch.clear();
+    }
+}
+
+/// One EVALSHA (loading the script on NOSCRIPT) for the whole batch, answers handed out.
+async fn call(conn: &ConnectionManager, script: &redis::Script, batch: &mut Vec<Job>) {
+    let mut inv = script.prepare_invoke();
+    inv.arg(batch.len());
+    for job in batch.iter() {
+        for k in job.keys.iter() {
+            inv.key(k);
+        }
+        for a in &job.args {
+            inv.arg(*a);
+        }
+    }
+    let mut c = conn.clone();
+    let res: RedisResult<Vec<i64>> = match inv.invoke_async(&mut c).await {
+        // A refused connection is the manager's last failed redial round, kept until someone
+        // asks; asking started a new round. Nothing was sent, so retrying once is safe.
+        Err(e) if e.is_connection_refusal() => inv.invoke_async(&mut c).await,
+        r => r,
+    };
+    match res {
+        Ok(flat) => split(&flat, batch),
+        Err(e) => {
+            for job in batch.drain(..) {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+/// Hands each request its `2 + 4n` values of the flat answer.
+fn split(flat: &[i64], batch: &mut Vec<Job>) {
+    let mut at = 0;
+    for job in batch.drain(..) {
+        let n = job.keys.len();
+        let part = flat.get(at..at + 2 + 4 * n).map(<[i64]>::to_vec);
+        at += 2 + 4 * n;
+        let _ = job.reply.send(part.ok_or_else(|| {
+            RedisError::from((
+                ErrorKind::Parse,
+                "the batch answer is shorter than its requests",
+            ))
+        }));
+    }
+}
