@@ -1,0 +1,32 @@
+//! The listeners: `listen` (the proxy) and `admin_listen` (metrics, health and the admin API).
+
+use std::net::SocketAddr;
+
+use super::super::error::ConfigError;
+use super::super::schema::RawConfig;
+use super::context::Cx;
+
+/// Every address parses as IP:port, and the admin listener shares none with the proxy.
+pub(super) fn check(cx: &Cx<'_>, raw: &RawConfig) -> Result<(), ConfigError> {
+    if raw.listen.is_empty() {
+        return Err(cx.at("listen", "needs at least one address"));
+    }
+    for (i, l) in raw.listen.iter().enumerate() {
+        l.parse::<SocketAddr>().map_err(|_| {
+            cx.at(
+                &format!("listen[{i}]"),
+                format!("'{l}' is not an IP:port address"),
+            )
+        })?;
+    }
+    raw.admin_listen.parse::<SocketAddr>().map_err(|_| {
+        cx.at(
+            "admin_listen",
+            format!("'{}' is not an IP:port address", raw.admin_listen),
+        )
+    })?;
+    if raw.listen.contains(&raw.admin_listen) {
+        return Err(cx.at("admin_listen", "must differ from every `listen` address"));
+    }
+    Ok(())
+}
