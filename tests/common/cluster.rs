@@ -9,41 +9,34 @@
 //! Every process is stopped by PID when the cluster is dropped, even when the test panics.
 //!
 //! Every `redis-cli` call runs under `timeout(1)`, so a hung node cannot hang a test.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, port_open, wait_until};
+use super::net::{free_port, port_open, wait_until};
+use super::process::ChildGuard;
 
 /// Seconds one `redis-cli` invocation may take.
 const CLI_TIMEOUT_S: &str = "10";
 
 pub struct ClusterNode {
     pub port: u16,
-    child: Option<Child>,
+    child: ChildGuard,
 }
 
 impl ClusterNode {
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, |c| c.id())
+        self.child.pid()
     }
 
     pub fn alive(&self) -> bool {
-        self.child.is_some()
+        self.child.is_running()
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on a PID this harness spawned and has not reaped yet.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGCONT);
-                libc::kill(c.id() as i32, libc::SIGKILL);
-            }
-            let _ = c.wait();
-        }
+        self.child.kill();
     }
 }
 
@@ -84,22 +77,11 @@ pub fn cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A free port `p` whose cluster bus port `p + 10000` is free too (and below 65536).
+/// A free port `p` whose cluster bus port `p + 10000` is free too.
 fn cluster_port() -> u16 {
-    let bus_free = |p: u16| p <= 55_535 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok();
-    for _ in 0..50 {
-        let p = free_port();
-        if bus_free(p) {
-            return p;
-        }
-    }
-    // free_port's sequence for this PID sits too high: take kernel-chosen ports instead.
     for _ in 0..1000 {
-        let p = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind 127.0.0.1:0");
-        if bus_free(p) {
+        let p = free_port();
+        if TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
             return p;
         }
     }
@@ -152,38 +134,36 @@ fn parse_nodes(text: &str) -> Vec<NodeInfo> {
 fn spawn_node(dir: &std::path::Path) -> ClusterNode {
     let port = cluster_port();
     let conf = dir.join(format!("nodes-{port}.conf"));
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--protected-mode",
-            "no",
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            conf.to_str().expect("utf-8 tempdir"),
-            "--cluster-node-timeout",
-            "1000",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            // Redis 7 waits 5 s before a diskless full sync (to batch replicas); a replica
-            // that never synced refuses to fail over.
-            "--repl-diskless-sync-delay",
-            "0",
-            "--dir",
-            dir.to_str().expect("utf-8 tempdir"),
-        ])
-        .stdout(log_file(dir, port))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed");
+    let mut cmd = Command::new("redis-server");
+    cmd.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--protected-mode",
+        "no",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        conf.to_str().expect("utf-8 tempdir"),
+        "--cluster-node-timeout",
+        "1000",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        // Redis 7 waits 5 s before a diskless full sync (to batch replicas); a replica
+        // that never synced refuses to fail over.
+        "--repl-diskless-sync-delay",
+        "0",
+        "--dir",
+        dir.to_str().expect("utf-8 tempdir"),
+    ])
+    .stdout(log_file(dir, port))
+    .stderr(Stdio::null());
     ClusterNode {
         port,
-        child: Some(child),
+        child: ChildGuard::spawn(&mut cmd, "redis-server (scripts/test.sh installs it)"),
     }
 }
 
