@@ -4,16 +4,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
-
 use super::super::error::ConfigError;
 use super::super::schema::{RawConfig, RawKey};
 use super::super::snapshot::{KeyEntry, Tier};
 use super::context::Cx;
 use super::{is_label, unknown_tier};
+use crate::identity::{self, KeyDigest, StoreIdentity};
 
 /// The key table, by digest.
-pub(super) type KeyTable = HashMap<[u8; 32], Arc<KeyEntry>, ahash::RandomState>;
+pub(super) type KeyTable = HashMap<KeyDigest, Arc<KeyEntry>, ahash::RandomState>;
 
 pub(super) fn keys(
     cx: &Cx<'_>,
@@ -46,7 +45,7 @@ fn entry(
     id_header: http::HeaderValue,
     tiers: &HashMap<String, Arc<Tier>>,
 ) -> Result<KeyEntry, ConfigError> {
-    let digest = digest(cx, f, k)?;
+    let digest = key_digest(cx, f, k)?;
     let tier = tiers
         .get(&k.tier)
         .cloned()
@@ -54,7 +53,7 @@ fn entry(
     Ok(KeyEntry {
         id: k.id.as_str().into(),
         tier,
-        store_identity: format!("k:{}", hex::encode(&digest[..16])).into(),
+        store_identity: StoreIdentity::for_key(&digest),
         digest,
         id_header,
     })
@@ -76,7 +75,7 @@ fn id_header(cx: &Cx<'_>, f: &str, id: &str) -> Result<http::HeaderValue, Config
 }
 
 /// The SHA-256 of `key`, or the digest written as `key_sha256`.
-fn digest(cx: &Cx<'_>, f: &str, k: &RawKey) -> Result<[u8; 32], ConfigError> {
+fn key_digest(cx: &Cx<'_>, f: &str, k: &RawKey) -> Result<KeyDigest, ConfigError> {
     match (&k.key, &k.key_sha256) {
         (Some(key), None) => {
             if key.is_empty() || http::HeaderValue::from_str(key).is_err() {
@@ -85,7 +84,7 @@ fn digest(cx: &Cx<'_>, f: &str, k: &RawKey) -> Result<[u8; 32], ConfigError> {
                     "must be a non-empty header-safe string",
                 ));
             }
-            Ok(Sha256::digest(key.trim().as_bytes()).into())
+            Ok(identity::digest(key.as_bytes()))
         }
         (None, Some(hexed)) => {
             let bytes = hex::decode(hexed.trim()).ok().filter(|b| b.len() == 32);

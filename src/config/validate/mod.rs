@@ -162,7 +162,7 @@ keys:
         assert_eq!(s.tiers["free"].limits[0].name.as_ref(), "per_minute");
         assert!(s.key_for(b"free-demo-key").is_some());
         assert!(s.key_for(b"other").is_none());
-        assert_eq!(s.route_for("/x").unwrap().upstream, "echo");
+        assert_eq!(s.routes[s.route_for("/x").unwrap()].upstream, "echo");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::super::error::ConfigError;
 use super::super::schema::RawRedis;
 use super::super::snapshot::RedisSettings;
 use super::context::Cx;
+use crate::limiter::RedisTarget;
 
 pub(super) fn settings(cx: &Cx<'_>, r: &RawRedis) -> Result<RedisSettings, ConfigError> {
     let (urls, cluster) = urls(cx, r)?;
@@ -21,11 +22,14 @@ pub(super) fn settings(cx: &Cx<'_>, r: &RawRedis) -> Result<RedisSettings, Confi
     if r.breaker_failures == 0 {
         return Err(cx.at("redis.breaker_failures", "must be at least 1"));
     }
+    let target = match cluster {
+        true => RedisTarget::Cluster(urls),
+        false => RedisTarget::Single(urls.into_iter().next().unwrap_or_default()),
+    };
     Ok(RedisSettings {
-        urls,
-        cluster,
+        target,
         timeout: Duration::from_millis(r.timeout_ms),
-        on_error: r.on_error,
+        on_error: r.on_error.into(),
         key_prefix: r.key_prefix.clone(),
         breaker_failures: r.breaker_failures,
         breaker_open: r.breaker_open.0,
