@@ -82,7 +82,7 @@ struct Answer {
     at: Duration,
     key: String,
     status: u16,
-    #[allow(dead_code)] // shown in failure messages (Debug)
+    /// Why there was no HTTP answer, for failure messages.
     error: Option<String>,
 }
 
@@ -277,7 +277,12 @@ fn three_gateways_admit_exactly_the_limit_per_key() {
         tally(&answers, Some(&others[0])),
         tally(&answers, Some(&others[1]))
     );
-    let errors: Vec<&Answer> = answers.iter().filter(|a| a.status == 0).take(5).collect();
+    let errors: Vec<String> = answers
+        .iter()
+        .filter(|a| a.status == 0)
+        .take(5)
+        .map(|a| format!("{} at {:?}: {:?}", a.key, a.at, a.error))
+        .collect();
     assert!(errors.is_empty(), "requests without an answer: {errors:?}");
     assert_eq!(hot_t.get(&200), Some(&100), "hot: {hot_t:?}");
     assert_eq!(hot_t.get(&429), Some(&1900), "hot: {hot_t:?}");
