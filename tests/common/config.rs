@@ -233,6 +233,7 @@ pub struct ConfigBuilder {
     tiers: Vec<TierSpec>,
     keys: Vec<Key>,
     access_log: Option<String>,
+    admin_token_sha256: Option<String>,
 }
 
 impl Default for ConfigBuilder {
@@ -253,6 +254,7 @@ impl ConfigBuilder {
             tiers: Vec::new(),
             keys: Vec::new(),
             access_log: None,
+            admin_token_sha256: None,
         }
     }
 
@@ -358,12 +360,21 @@ impl ConfigBuilder {
         self
     }
 
+    /// `admin_token_sha256: <hex>`: the digest of the admin API's bearer token.
+    pub fn admin_token_sha256(mut self, hex: &str) -> Self {
+        self.admin_token_sha256 = Some(hex.to_string());
+        self
+    }
+
     pub fn to_yaml(&self) -> String {
         let mut y = format!(
             "listen: [{}]\nadmin_listen: {}\n",
             quoted(&self.listen),
             quoted(&self.admin)
         );
+        if let Some(h) = &self.admin_token_sha256 {
+            let _ = writeln!(y, "admin_token_sha256: {}", quoted(h));
+        }
         if let Some(r) = &self.redis {
             y.push_str("redis:\n");
             for (f, v) in &r.fields {

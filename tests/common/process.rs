@@ -226,18 +226,29 @@ pub struct Tollgate {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub admin_port: u16,
+    /// Extra environment for every process spawned.
+    pub env: Vec<(String, String)>,
 }
 
 impl Tollgate {
     /// Starts tollgate with `yaml` (placeholders `{LISTEN}` and `{ADMIN}` are filled in) and
     /// waits until both listeners answer.
     pub fn start(yaml: &str) -> Self {
+        Self::start_with_env(yaml, &[])
+    }
+
+    /// [`Tollgate::start`] with extra environment variables.
+    pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Self {
         let mut t = Tollgate {
             child: ChildGuard::default(),
             retired: Vec::new(),
             dir: tempfile::tempdir().expect("tempdir"),
             port: free_port(),
             admin_port: free_port(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         t.write_config(yaml);
         let pingora = format!(
@@ -284,6 +295,7 @@ impl Tollgate {
             .env("RUST_LOG", "debug,pingora=info,h2=info,rustls=info")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         if upgrade {
             cmd.arg("-u");

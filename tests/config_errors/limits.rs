@@ -196,6 +196,11 @@ pub const KEYS: &[Row] = &[
 ];
 
 pub const FILE: &[Row] = &[
+    row(
+        concat!(base!(), "admin_token_sha256: \"row-secret-key-0001\"\n"),
+        "4:1: field `admin_token_sha256`",
+        "must be 64 hex characters",
+    ),
     row("", "", "the file is empty"),
     row("  \n\n", "", "the file is empty"),
     row(
@@ -221,13 +226,13 @@ pub const PARSING: &[Row] = &[
         concat!(base!(), "keys_file: keys.tsv\n"),
         "4:1: field `keys_file`",
         "unknown field `keys_file`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `access_log`",
+         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`",
     ),
     row(
         concat!(base!(), "admin_token: \"row-secret-key-0001\"\n"),
         "4:1: field `admin_token`",
         "unknown field `admin_token`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `access_log`",
+         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`",
     ),
     row(
         concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\", tier: t, expires: never }]\n"),

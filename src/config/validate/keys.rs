@@ -8,7 +8,7 @@ use super::super::error::ConfigError;
 use super::super::schema::{RawConfig, RawKey};
 use super::super::snapshot::{KeyEntry, Tier};
 use super::context::Cx;
-use super::{is_label, unknown_tier};
+use super::{is_label, sha256_hex, unknown_tier};
 use crate::identity::{self, KeyDigest, StoreIdentity};
 
 /// The key table, by digest.
@@ -86,14 +86,8 @@ fn key_digest(cx: &Cx<'_>, f: &str, k: &RawKey) -> Result<KeyDigest, ConfigError
             }
             Ok(identity::digest(key.as_bytes()))
         }
-        (None, Some(hexed)) => {
-            let bytes = hex::decode(hexed.trim()).ok().filter(|b| b.len() == 32);
-            let bytes = bytes
-                .ok_or_else(|| cx.at(&format!("{f}.key_sha256"), "must be 64 hex characters"))?;
-            let mut d = [0u8; 32];
-            d.copy_from_slice(&bytes);
-            Ok(d)
-        }
+        (None, Some(hexed)) => sha256_hex(hexed)
+            .ok_or_else(|| cx.at(&format!("{f}.key_sha256"), "must be 64 hex characters")),
         (Some(_), Some(_)) => Err(cx.at(f, "set either `key` or `key_sha256`, not both")),
         (None, None) => Err(cx.at(f, "needs `key` or `key_sha256`")),
     }

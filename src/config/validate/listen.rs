@@ -1,10 +1,13 @@
-//! The listeners: `listen` (the proxy) and `admin_listen` (metrics, health and the admin API).
+//! The listeners, `listen` (the proxy) and `admin_listen` (metrics, health and the admin API),
+//! and the admin API's token digest.
 
 use std::net::SocketAddr;
 
 use super::super::error::ConfigError;
 use super::super::schema::RawConfig;
 use super::context::Cx;
+use super::sha256_hex;
+use crate::identity::KeyDigest;
 
 /// Every address parses as IP:port, and the admin listener shares none with the proxy.
 pub(super) fn check(cx: &Cx<'_>, raw: &RawConfig) -> Result<(), ConfigError> {
@@ -29,4 +32,14 @@ pub(super) fn check(cx: &Cx<'_>, raw: &RawConfig) -> Result<(), ConfigError> {
         return Err(cx.at("admin_listen", "must differ from every `listen` address"));
     }
     Ok(())
+}
+
+/// `admin_token_sha256`: the digest of the admin API's bearer token, when set.
+pub(super) fn admin_token(cx: &Cx<'_>, raw: &RawConfig) -> Result<Option<KeyDigest>, ConfigError> {
+    raw.admin_token_sha256
+        .as_deref()
+        .map(|h| {
+            sha256_hex(h).ok_or_else(|| cx.at("admin_token_sha256", "must be 64 hex characters"))
+        })
+        .transpose()
 }

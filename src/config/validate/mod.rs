@@ -3,7 +3,8 @@
 //! The first problem found is returned as a [`ConfigError`] naming the file, line and field;
 //! nothing is half-applied. Validation does no I/O besides reading the file, so `tollgate -t`
 //! and a reload give the same verdict. Each section of the file has its own module, checked in
-//! the order the sections are written: [`listen`] (and `admin_listen`), [`redis`],
+//! the order the sections are written: [`listen`] (`listen`, `admin_listen` and the admin
+//! token), [`redis`],
 //! [`upstreams`], [`routes`], [`tiers`], [`identity`] and [`keys`]; [`context`] turns serde's
 //! errors into positioned ones.
 
@@ -82,6 +83,7 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
     let identity = identity::identity(cx, &raw.identity, &tiers)?;
     let keys = keys::keys(cx, &raw, &tiers)?;
     let access_log = access_log(cx, &raw)?;
+    let admin_token_sha256 = listen::admin_token(cx, &raw)?;
     Ok(Snapshot {
         source: cx.path.to_path_buf(),
         content_hash,
@@ -97,6 +99,7 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
         tiers,
         keys,
         access_log,
+        admin_token_sha256,
     })
 }
 
@@ -116,6 +119,12 @@ fn unknown_tier(name: &str, tiers: &HashMap<String, Arc<Tier>>) -> String {
     let mut known: Vec<&str> = tiers.keys().map(String::as_str).collect();
     known.sort_unstable();
     format!("unknown tier '{name}' (defined: {})", known.join(", "))
+}
+
+/// 64 hex characters as the 32 bytes of a SHA-256 digest.
+fn sha256_hex(hexed: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(hexed.trim()).ok()?;
+    bytes.try_into().ok()
 }
 
 /// Safe in a metric label, a header value, a Redis key and a structured-field string.
