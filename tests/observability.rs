@@ -1,5 +1,5 @@
 //! Metrics, health endpoints, request ids, traceparent, the access log and the dashboard.
-mod common;
+pub mod common;
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -7,15 +7,11 @@ use std::time::Duration;
 
 use common::*;
 
-fn tiers() -> &'static str {
-    "  tight:\n    limits: [{ name: per_minute, requests: 2, window: 60s }]\n"
-}
-
 fn yaml(redis: &str, echo: &str) -> String {
-    format!(
-        "{}  - {{ id: tina, key: \"tight-secret-key\", tier: tight }}\n",
-        config(Some(redis), echo, tiers())
-    )
+    standard(Some(redis), echo)
+        .tier("tight", &[limit(2, "60s").named("per_minute")])
+        .key("tina", "tight-secret-key", "tight")
+        .to_yaml()
 }
 
 fn send(tg: &Tollgate, path: &str, key: Option<&str>) -> u16 {
@@ -318,7 +314,9 @@ fn access_log_write_failures_are_counted_not_silent() {
     // /dev/full accepts the open and fails every write with ENOSPC: a full disk.
     let redis = RedisServer::start();
     let echo = Echo::start();
-    let y = yaml(&redis.url(), &echo.addr()) + "access_log: { path: /dev/full }\n";
+    let y = standard(Some(&redis.url()), &echo.addr())
+        .access_log_path("/dev/full")
+        .to_yaml();
     let tg = Tollgate::start(&y);
     for _ in 0..5 {
         assert_eq!(send(&tg, "/api/x", Some("free-demo-key")), 200);

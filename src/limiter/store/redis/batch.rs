@@ -79,14 +79,28 @@ async fn dispatch(
         // count a request that was never served.
         batch.retain(|j| !j.reply.is_closed());
         if !batch.is_empty() {
-            call(&conn, &script, &mut batch).await;
+            if let Err(e) = call(&conn, &script, &mut batch).await {
+                // A refused connection is the manager's last failed redial round, kept until
+                // someone asks; asking started a new round. Nothing was sent, so one retry is
+                // safe, for the requests still waiting (the others have their fallback).
+                batch.retain(|j| !j.reply.is_closed());
+                if !batch.is_empty() {
+                    let _ = call(&conn, &script, &mut batch).await;
+                }
+                fail(&mut batch, &e);
+            }
         }
         batch.clear();
     }
 }
 
-/// One EVALSHA (loading the script on NOSCRIPT) for the whole batch, answers handed out.
-async fn call(conn: &ConnectionManager, script: &redis::Script, batch: &mut Vec<Job>) {
+/// One EVALSHA (loading the script on NOSCRIPT) for the whole batch, answers handed out. A
+/// refused connection is handed back with the batch untouched, for one retry.
+async fn call(
+    conn: &ConnectionManager,
+    script: &redis::Script,
+    batch: &mut Vec<Job>,
+) -> Result<(), RedisError> {
     let mut inv = script.prepare_invoke();
     inv.arg(batch.len());
     for job in batch.iter() {
@@ -98,19 +112,18 @@ async fn call(conn: &ConnectionManager, script: &redis::Script, batch: &mut Vec<
         }
     }
     let mut c = conn.clone();
-    let res: RedisResult<Vec<i64>> = match inv.invoke_async(&mut c).await {
-        // A refused connection is the manager's last failed redial round, kept until someone
-        // asks; asking started a new round. Nothing was sent, so retrying once is safe.
-        Err(e) if e.is_connection_refusal() => inv.invoke_async(&mut c).await,
-        r => r,
-    };
-    match res {
+    match inv.invoke_async::<Vec<i64>>(&mut c).await {
         Ok(flat) => split(&flat, batch),
-        Err(e) => {
-            for job in batch.drain(..) {
-                let _ = job.reply.send(Err(e.clone()));
-            }
-        }
+        Err(e) if e.is_connection_refusal() => return Err(e),
+        Err(e) => fail(batch, &e),
+    }
+    Ok(())
+}
+
+/// Hands every request of the batch the error.
+fn fail(batch: &mut Vec<Job>, e: &RedisError) {
+    for job in batch.drain(..) {
+        let _ = job.reply.send(Err(e.clone()));
     }
 }
 
