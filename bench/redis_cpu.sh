@@ -91,12 +91,12 @@ echo
 echo "| call | Redis CPU per call (= ms per 1,000) | in the command | one core at 10,000 calls/s | calls/s seen |"
 echo "|---|---|---|---|---|"
 case_ "PING (network and dispatch floor)" 1 PING
-case_ "sliding_log 100/min, 100k identities" 100000 EVALSHA "$SHA" 1 'tollgate:{k:__rand_int__}:pm:sl' 0 1 1 100 60000
-case_ "sliding_log 600/min, 1k identities" 1000 EVALSHA "$SHA" 1 'tollgate:{k:__rand_int__}:pm:sl' 0 1 1 600 60000
-case_ "sliding_log, one key over its limit" 1 EVALSHA "$SHA" 1 'tollgate:{k:hot}:pm:sl' 0 1 1 100 60000
+case_ "sliding_log 100/min, 100k identities" 100000 EVALSHA "$SHA" 1 'tollgate:{k:__rand_int__}:pm:slr' 0 1 1 100 60000
+case_ "sliding_log 600/min, 1k identities" 1000 EVALSHA "$SHA" 1 'tollgate:{k:__rand_int__}:pm:slr' 0 1 1 600 60000
+case_ "sliding_log, one key over its limit" 1 EVALSHA "$SHA" 1 'tollgate:{k:hot}:pm:slr' 0 1 1 100 60000
 case_ "sliding_window 100/min, 100k identities" 100000 EVALSHA "$SHA" 1 'tollgate:{k:__rand_int__}:pm:sw' 0 1 2 100 60000
 case_ "fixed_window 100/min, 100k identities" 100000 EVALSHA "$SHA" 1 'tollgate:{k:__rand_int__}:pm:fw' 0 1 3 100 60000
 case_ "token_bucket 100/min, 100k identities" 100000 EVALSHA "$SHA" 1 'tollgate:{k:__rand_int__}:pm:tb' 0 1 4 100 60000
 # One identity, two keys in its slot (redis-benchmark draws __rand_int__ per occurrence, so the
 # identity is fixed per slot tag here and the key names vary).
-case_ "two limits: token_bucket 20/s + sliding_log 600/min" 1000 EVALSHA "$SHA" 2 'tollgate:{k:t}:b:tb__rand_int__' 'tollgate:{k:t}:pm:sl__rand_int__' 0 1 4 20 1000 1 600 60000
+case_ "two limits: token_bucket 20/s + sliding_log 600/min" 1000 EVALSHA "$SHA" 2 'tollgate:{k:t}:b:tb__rand_int__' 'tollgate:{k:t}:pm:slr__rand_int__' 0 1 4 20 1000 1 600 60000

@@ -52,6 +52,6 @@ mod tests {
             algorithm: Algorithm::SlidingLog,
         };
         let kb = KeyBuilder::new("tollgate");
-        assert_eq!(kb.key("k:abcd", &limit), "tollgate:{k:abcd}:per_minute:sl");
+        assert_eq!(kb.key("k:abcd", &limit), "tollgate:{k:abcd}:per_minute:slr");
     }
 }

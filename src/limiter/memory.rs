@@ -6,7 +6,7 @@
 //! so one short lock makes check-then-commit atomic; the lock is never held across an `.await`.
 //! Entries carry the time their data stops mattering and are swept lazily as shards grow.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,6 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use super::{Algorithm, KeyBuilder, Limit, LimitOutcome, Store, StoreError, Verdict};
+
+mod sliding_log;
+use sliding_log::Ring;
 
 const SHARDS: usize = 64;
 /// A shard is swept once it has taken this many new keys, or as many as it held after its last
@@ -41,8 +44,8 @@ struct Entry {
 }
 
 enum Data {
-    /// Admission timestamps in µs, oldest first (the ZSET of sliding_log).
-    Log(VecDeque<u64>),
+    /// The last admission times (sliding_log).
+    Log(Ring),
     /// Window index and count (fixed_window).
     Fixed { w: i128, k: i128 },
     /// Window index, current and previous counts (sliding_window).
@@ -53,7 +56,7 @@ enum Data {
 
 /// What a check hands to the commit, as in the Lua `state`.
 enum Pending {
-    Log,
+    Log(sliding_log::Seen),
     Fixed { idx: i128, k: i128, reset_ms: i128 },
     Sliding { idx: i128, k: i128, p: i128 },
     Tat(i128),
@@ -236,41 +239,15 @@ fn outcome(allowed: bool, remaining: i128, retry_ms: i128, reset_ms: i128) -> Li
 type Checked = (LimitOutcome, Option<Pending>);
 
 fn sliding_log_check(entry: Option<&mut Entry>, p: &LimitParams) -> Checked {
-    let win_us = p.window_ms * 1000;
-    let cutoff = p.now_us - win_us;
-    let empty = VecDeque::new();
-    let log = match entry {
+    let ring = match entry {
         Some(Entry {
-            data: Data::Log(log),
+            data: Data::Log(ring),
             ..
-        }) => {
-            // ZREMRANGEBYSCORE -inf cutoff (inclusive).
-            while log.front().is_some_and(|&t| i128::from(t) <= cutoff) {
-                log.pop_front();
-            }
-            &*log
-        }
-        _ => &empty,
+        }) => Some(&*ring),
+        _ => None,
     };
-    let n = log.len() as i128;
-    let oldest = log.front().map(|&t| i128::from(t));
-    if n + p.cost <= p.limit {
-        let oldest = oldest.map_or(p.now_us, |o| o.min(p.now_us));
-        let reset = ceil_div(oldest + win_us - p.now_us, 1000);
-        return (
-            outcome(true, p.limit - n - p.cost, 0, reset),
-            Some(Pending::Log),
-        );
-    }
-    let reset = oldest.map_or(0, |o| ceil_div(o + win_us - p.now_us, 1000));
-    let retry = if p.cost > p.limit {
-        p.window_ms
-    } else {
-        let k = n + p.cost - p.limit;
-        let s = i128::from(log[(k - 1) as usize]);
-        ceil_div(s + win_us - p.now_us, 1000)
-    };
-    (outcome(false, (p.limit - n).max(0), retry, reset), None)
+    let (outcome, seen) = sliding_log::check(ring, p);
+    (outcome, seen.map(Pending::Log))
 }
 
 fn fixed_window_check(entry: Option<&mut Entry>, p: &LimitParams) -> Checked {
@@ -382,24 +359,18 @@ fn token_bucket_check(entry: Option<&mut Entry>, p: &LimitParams) -> Checked {
 impl Shard {
     fn commit(&mut self, key: &str, p: &LimitParams, state: Pending) {
         let (data, expires_us) = match state {
-            Pending::Log => {
-                let now = to_us(p.now_us);
-                let expires_us = to_us(p.now_us + p.window_ms * 1000);
+            Pending::Log(seen) => {
+                let expires_us = to_us(Ring::expires_us(&seen, p));
                 if let Some(Entry {
-                    data: Data::Log(log),
+                    data: Data::Log(ring),
                     expires_us: exp,
                 }) = self.map.get_mut(key)
                 {
-                    // Sorted like the ZSET even if the clock stepped back.
-                    let at = log.partition_point(|&t| t <= now);
-                    for _ in 0..p.cost {
-                        log.insert(at, now);
-                    }
-                    *exp = (*exp).max(expires_us);
+                    ring.commit(&seen, p);
+                    *exp = expires_us;
                     return;
                 }
-                let log: VecDeque<u64> = std::iter::repeat_n(now, p.cost as usize).collect();
-                (Data::Log(log), expires_us)
+                (Data::Log(Ring::build(None, &seen, p)), expires_us)
             }
             Pending::Fixed { idx, k, reset_ms } => {
                 (Data::Fixed { w: idx, k }, to_us(p.now_us + reset_ms * 1000))
