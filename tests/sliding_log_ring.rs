@@ -15,7 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
-use tollgate::limiter::{Algorithm, Limit, MemoryStore, RedisStore, RedisTarget, Store, Verdict};
+use tollgate::limiter::{
+    Algorithm, Budget, Clock, Limit, MemoryStore, RedisStore, RedisTarget, Store, Verdict,
+};
 
 /// The shipped script with the old sorted-set sliding_log in place of the ring.
 const ZSET_LUA: &str = concat!(
@@ -35,6 +37,8 @@ type Answer = (bool, u64, u64, u64);
 struct Env {
     redis: RedisStore,
     memory: MemoryStore,
+    /// The manual clock both stores decide at.
+    clock: Clock,
     zset: redis::Script,
     raw: redis::aio::MultiplexedConnection,
     rt: tokio::runtime::Runtime,
@@ -52,13 +56,16 @@ impl Env {
         let raw = rt
             .block_on(client.get_multiplexed_async_connection())
             .expect("redis connection");
+        let clock = Clock::manual(real_now_us());
         Env {
             redis: RedisStore::new(
                 RedisTarget::Single(server.url()),
                 "tgring",
                 Duration::from_millis(500),
+                clock.clone(),
             ),
-            memory: MemoryStore::new(),
+            memory: MemoryStore::with_clock(clock.clone()),
+            clock,
             zset: redis::Script::new(ZSET_LUA),
             raw,
             rt,
@@ -77,8 +84,9 @@ impl Env {
     }
 
     fn check(&self, s: &dyn Store, id: &str, l: &[Limit], cost: u64, now: u64) -> Verdict {
+        self.clock.set_us(now);
         self.rt
-            .block_on(s.check(id, l, cost, Some(now)))
+            .block_on(s.check(&[Budget::new(id, l)], cost))
             .expect("store check")
     }
 

@@ -1,12 +1,16 @@
-//! sliding_log in the in-process store: the ring of `scripts/redis/sliding_log.lua`, slot for
-//! slot, so both stores give the same answers (specified in `scripts/redis/README.md`).
+//! `sliding_log`: exact; a ring of the last `limit` admission times.
+//!
+//! The twin of `scripts/redis/sliding_log.lua`: the same ring and the same steps in the same
+//! order, in integers, so that both stores give the same answer to the same sequence of calls
+//! (specified in `scripts/redis/README.md`).
 //!
 //! The ring holds the last `limit` admission times, oldest at `head`. A unit fits iff the
 //! oldest of the slots it would take is out of the window, so the check is O(1) plus a binary
 //! search for `remaining`. Redis packs the slots as offsets from a base time; here they are
 //! plain µs, which gives the same answers because every offset Redis stores is exact.
 
-use super::{ceil_div, outcome, LimitOutcome, LimitParams};
+use super::params::{ceil_div, outcome, to_u64, Checked, LimitParams};
+use super::{Data, Entry, Pending};
 
 /// The last admissions of one key.
 pub(super) struct Ring {
@@ -49,7 +53,7 @@ impl Ring {
 
     /// Records an admission the check allowed: the oldest `cost` slots are dead, overwrite them
     /// (or rebuild at the new size when the limit changed).
-    pub(super) fn commit(&mut self, seen: &Seen, p: &LimitParams) {
+    fn commit(&mut self, seen: &Seen, p: &LimitParams) {
         if self.slots.len() as i128 != p.limit {
             *self = Ring::build(Some(self), seen, p);
             return;
@@ -65,7 +69,7 @@ impl Ring {
     }
 
     /// A ring of `limit` slots: empty ones, the live ones of `old`, then `cost` new ones.
-    pub(super) fn build(old: Option<&Ring>, seen: &Seen, p: &LimitParams) -> Ring {
+    fn build(old: Option<&Ring>, seen: &Seen, p: &LimitParams) -> Ring {
         let limit = p.limit as usize;
         let cost = p.cost as usize;
         let mut slots = vec![0u64; limit];
@@ -82,10 +86,33 @@ impl Ring {
             floor: old.map_or(0, |o| o.floor).max(new_floor(seen, p)),
         }
     }
+}
 
-    /// µs after which the ring is equivalent to no ring (the Lua script's TTL).
-    pub(super) fn expires_us(seen: &Seen, p: &LimitParams) -> i128 {
-        seen.eff + p.window_ms * 1000
+/// µs after which the ring is equivalent to no ring (the Lua script's TTL).
+fn expires_us(seen: &Seen, p: &LimitParams) -> u64 {
+    to_u64(seen.eff + p.window_ms * 1000)
+}
+
+/// Records an admission in the ring of `entry`. `None` when there is no ring yet (the caller
+/// stores a new entry from [`fresh`]).
+pub(super) fn append(entry: Option<&mut Entry>, seen: &Seen, p: &LimitParams) -> Option<()> {
+    let Some(Entry {
+        data: Data::Log(ring),
+        expires_us: exp,
+    }) = entry
+    else {
+        return None;
+    };
+    ring.commit(seen, p);
+    *exp = expires_us(seen, p);
+    Some(())
+}
+
+/// A new ring holding `cost` admissions.
+pub(super) fn fresh(seen: &Seen, p: &LimitParams) -> Entry {
+    Entry {
+        expires_us: expires_us(seen, p),
+        data: Data::Log(Ring::build(None, seen, p)),
     }
 }
 
@@ -94,11 +121,18 @@ fn new_floor(seen: &Seen, p: &LimitParams) -> i128 {
 }
 
 fn to_slot(t: i128) -> u64 {
-    t.clamp(0, i128::from(u64::MAX)) as u64
+    to_u64(t)
 }
 
-/// The check of `sliding_log_check` in the Lua script; `Seen` only when allowed.
-pub(super) fn check(ring: Option<&Ring>, p: &LimitParams) -> (LimitOutcome, Option<Seen>) {
+/// `sliding_log_check` of the Lua script.
+pub(super) fn check(entry: Option<&mut Entry>, p: &LimitParams) -> Checked {
+    let ring = match entry {
+        Some(Entry {
+            data: Data::Log(ring),
+            ..
+        }) => Some(&*ring),
+        _ => None,
+    };
     let win_us = p.window_ms * 1000;
     let (eff, first_live, live) = match ring {
         Some(r) => {
@@ -118,7 +152,10 @@ pub(super) fn check(ring: Option<&Ring>, p: &LimitParams) -> (LimitOutcome, Opti
             first_live,
             live,
         };
-        return (outcome(true, p.limit - n - p.cost, 0, reset), Some(seen));
+        return (
+            outcome(true, p.limit - n - p.cost, 0, reset),
+            Some(Pending::Log(seen)),
+        );
     }
     let reset = if live > 0 {
         ceil_div(at(first_live) + win_us - p.now_us, 1000)
