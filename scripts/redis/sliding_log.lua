@@ -3,170 +3,194 @@
 -- admission is at least W old, so the oldest slot of a ring of L decides in O(1); the slots are
 -- in time order, so `remaining` is a binary search. The window is (now - W, now]: a slot exactly
 -- W old no longer counts, which is what makes a client that waits retry_ms get in.
--- Layout of the string (little endian): base µs (8 bytes), floor µs (8), head (3), width (1),
--- then the slots, each the µs offset of an admission from base (width 4 or 8 bytes, 0 = empty).
--- `head` is the oldest slot. A slot at or before `floor` (the window start of the latest
--- admission) is dead for good, as the sorted set this replaces deleted it. Time is clamped to
--- the newest slot, so slots stay in order even if TIME steps back after a failover.
+-- Layout of the string (little endian): a 34-byte header - base µs (8 bytes), floor µs (8),
+-- newest µs (8), head (3), hint (3), n (3), width (1) - then n slots, each the µs offset of an
+-- admission from base (4 or 8 bytes; 0 = empty). `head` is the oldest slot, `newest` the time in
+-- the slot before it, `hint` the first live slot at the latest admission (where the search for
+-- `remaining` starts in a large ring). A slot at or before `floor` (the window start of the
+-- latest admission) is dead for good, as the sorted set this replaces deleted it. Time is clamped
+-- to the newest slot, so slots stay in order even if TIME steps back after a failover.
+-- Cost: a ring of up to 1 KB is read with one GETRANGE and written with one SET; a larger one
+-- reads its header and a few slots near the hint, and writes them back with SETRANGE. Every
+-- `local function` here is created anew on every script call, so there are only four.
 -- Arithmetic: every value is an integer below 2^53, so doubles are exact.
 -- The full specification and the proof are in README.md ("sliding_log").
 
-local SL_HEADER = 20
-local SL_READ_WHOLE = 8192 -- rings up to this many bytes are read with one GETRANGE
+local SL_HEADER = 34
+local SL_HEADER_FORMAT = '<I8I8I8I3I3I3I1' -- base, floor, newest, head, hint, n, width
+local SL_WHOLE = 1024 -- rings up to this many bytes are read whole and written with one SET
+local SL_CHUNK = 8 -- slots a larger ring reads around its hint
 local SL_NARROW_MAX = 100000 -- more slots than this: 8-byte slots, never rebased
 local SL_NARROW_SPAN = 2147483648 -- 2^31 µs (35.8 min): the longest window of 4-byte slots
 
-local function sl_format(width)
-  if width == 4 then
-    return '<I4'
-  end
-  return '<I8'
-end
-
--- The ring stored at key, or nil when there is none (an absent or unrecognisable value).
-local function sl_read(key)
-  local s = redis.call('GETRANGE', key, 0, SL_READ_WHOLE - 1)
-  if #s < SL_HEADER then
-    return nil
-  end
-  local len = #s
-  if len == SL_READ_WHOLE then
-    len = redis.call('STRLEN', key)
-  end
-  local base, floor, head, width = struct.unpack('<I8I8I3I1', s)
-  if (width ~= 4 and width ~= 8) or (len - SL_HEADER) % width ~= 0 then
-    return nil
-  end
-  local n = (len - SL_HEADER) / width
-  if n < 1 or head >= n then
-    return nil
-  end
-  return { key = key, s = s, whole = (len == #s), base = base, floor = floor, head = head,
-    width = width, n = n, fmt = sl_format(width) }
-end
-
--- The raw bytes of `count` slots from logical index i (0 = oldest), across the wrap.
-local function sl_bytes(ring, i, count)
+-- The raw bytes of `count` slots of ring r from logical index i (0 = oldest), across the wrap.
+local function sl_bytes(r, i, count)
   local out = {}
   while count > 0 do
-    local p = (ring.head + i) % ring.n
-    local run = math.min(count, ring.n - p)
-    local from = SL_HEADER + p * ring.width
-    local to = from + run * ring.width - 1
-    if ring.whole then
-      out[#out + 1] = string.sub(ring.s, from + 1, to + 1)
+    local p = (r.head + i) % r.n
+    local run = math.min(count, r.n - p)
+    local from = SL_HEADER + p * r.width
+    if r.s then
+      out[#out + 1] = string.sub(r.s, from + 1, from + run * r.width)
     else
-      out[#out + 1] = redis.call('GETRANGE', ring.key, from, to)
+      out[#out + 1] = redis.call('GETRANGE', r.key, from, from + run * r.width - 1)
     end
     i, count = i + run, count - run
   end
   return table.concat(out)
 end
 
--- The admission time (µs) in logical slot i; an empty slot reads as `base`.
-local function sl_at(ring, i)
-  local p = (ring.head + i) % ring.n
-  local from = SL_HEADER + p * ring.width
-  if ring.whole then
-    return ring.base + struct.unpack(ring.fmt, ring.s, from + 1)
+-- The admission time (µs) in logical slot i of ring r; an empty slot reads as `base`.
+local function sl_at(r, i)
+  local from = SL_HEADER + ((r.head + i) % r.n) * r.width
+  if r.s then
+    return r.base + struct.unpack(r.fmt, r.s, from + 1)
   end
-  return ring.base + struct.unpack(ring.fmt, redis.call('GETRANGE', ring.key, from, from + ring.width - 1))
+  return r.base + struct.unpack(r.fmt, redis.call('GETRANGE', r.key, from, from + r.width - 1))
 end
 
--- The first logical slot later than lo (n when none): slots are in time order.
-local function sl_first_live(ring, lo)
-  local a, b = 0, ring.n
-  while a < b do
-    local m = math.floor((a + b) / 2)
-    if sl_at(ring, m) > lo then
-      b = m
-    else
-      a = m + 1
-    end
-  end
-  return a
-end
-
+-- Returns allowed, remaining, retry_ms, reset_ms and, when allowed, the ring as read (nil when
+-- there was none or it was unrecognisable) with eff (the clamped clock) and i0 (the first live
+-- slot) for the commit.
 local function sliding_log_check(key, limit, window_ms, cost, now_us)
   local win_us = window_ms * 1000
-  local ring = sl_read(key)
-  local eff, i0, live = now_us, 0, 0
-  if ring ~= nil then
-    -- Clamp to the newest admission: a clock that stepped back still writes in order.
-    eff = math.max(now_us, sl_at(ring, ring.n - 1))
-    i0 = sl_first_live(ring, math.max(ring.floor, eff - win_us))
-    live = ring.n - i0
+  -- A ring expected to be small is read whole; otherwise only its header.
+  local span = SL_HEADER
+  if SL_HEADER + 4 * limit <= SL_WHOLE then
+    span = SL_WHOLE
   end
-  if live + cost <= limit then
-    local oldest = eff
-    if live > 0 then
-      oldest = sl_at(ring, i0)
+  local s = redis.call('GETRANGE', key, 0, span - 1)
+  local n, live, r = 0, 0, nil
+  if #s >= SL_HEADER then
+    local base, floor, newest, head, hint, slots, width = struct.unpack(SL_HEADER_FORMAT, s)
+    local size = SL_HEADER + slots * width
+    if (width == 4 or width == 8) and slots >= 1 and head < slots and hint < slots and (#s == span or #s == size) then
+      n = slots
+      r = { key = key, eff = now_us, i0 = 0, live = 0, base = base, floor = floor, newest = newest,
+        head = head, hint = hint, n = n, width = width, fmt = (width == 4 and '<I4' or '<I8'),
+        s = (#s == size and s or nil), oldest = false }
     end
-    return true, limit - live - cost, 0, math.ceil((oldest + win_us - now_us) / 1000),
-      { ring = ring, eff = eff, i0 = i0, live = live }
+  end
+  if n == 0 then
+    r = { key = key, eff = now_us, i0 = 0, live = 0 }
+  else
+    -- Clamp to the newest admission: a clock that stepped back still writes in order.
+    r.eff = math.max(now_us, r.newest)
+    local lo = math.max(r.floor, r.eff - win_us)
+    -- The first live slot (later than lo) is in [a, b). A large ring looks near its hint first:
+    -- the boundary only moves forward between admissions, unless a reload widened the window.
+    local a, b, oldest = 0, n, nil
+    if r.newest <= lo then
+      a = n
+    elseif not r.s then
+      local from = math.max((r.hint - r.head) % n - 1, 0)
+      local count = math.min(SL_CHUNK, n - from)
+      local bytes = sl_bytes(r, from, count)
+      a = from + count
+      for j = 0, count - 1 do
+        local t = r.base + struct.unpack(r.fmt, bytes, j * r.width + 1)
+        if t > lo then
+          a, b, oldest = from + j, from + j, t
+          if j == 0 and from > 0 then
+            a, b, oldest = 0, from, nil
+          end
+          break
+        end
+      end
+    end
+    while a < b do
+      local m = math.floor((a + b) / 2)
+      if sl_at(r, m) > lo then
+        b = m
+      else
+        a = m + 1
+      end
+    end
+    r.i0 = a
+    live = n - a
+    if live > 0 and oldest == nil then
+      oldest = sl_at(r, a)
+    end
+    r.oldest = oldest
+  end
+  -- The oldest live admission, or now when none is live.
+  local oldest = r.oldest or r.eff
+  if live + cost <= limit then
+    r.live = live
+    return true, limit - live - cost, 0, math.ceil((oldest + win_us - now_us) / 1000), r
   end
   local reset = 0
   if live > 0 then
-    reset = math.ceil((sl_at(ring, i0) + win_us - now_us) / 1000)
+    reset = math.ceil((oldest + win_us - now_us) / 1000)
   end
   local retry = window_ms
   if cost <= limit then
     -- The k = live + cost - limit oldest live slots must leave the window first.
-    retry = math.ceil((sl_at(ring, i0 + live + cost - limit - 1) + win_us - now_us) / 1000)
+    local k = live + cost - limit
+    if k > 1 then
+      oldest = sl_at(r, r.i0 + k - 1)
+    end
+    retry = math.ceil((oldest + win_us - now_us) / 1000)
   end
   return false, math.max(0, limit - live), retry, reset, nil
 end
 
-local function sl_zeros(bytes)
-  local z = '\0'
-  while #z < bytes do
-    z = z .. z
+-- Records the admission the check allowed. `r.n` is nil when there was no ring.
+local function sliding_log_commit(key, limit, window_ms, cost, now_us, r)
+  local eff = r.eff
+  local floor = math.max(0, eff - window_ms * 1000)
+  if r.n and r.floor > floor then
+    floor = r.floor
   end
-  return string.sub(z, 1, bytes)
-end
-
--- A new ring of `limit` slots: empty slots, the live ones of the old ring, `cost` new ones.
--- Used for a new key, a changed limit, and when offsets outgrow their base or width.
-local function sl_rebuild(key, ring, st, limit, cost, floor, ttl)
+  local ttl = string.format('%.0f', math.ceil((eff + window_ms * 1000 - now_us) / 1000))
+  if r.n == limit and eff - r.base < 2 ^ (8 * r.width) then
+    -- The `cost` oldest slots are dead (the check admitted only if they were): overwrite them.
+    local n, w, head = r.n, r.width, r.head
+    local header = struct.pack(SL_HEADER_FORMAT, r.base, floor, eff, (head + cost) % n,
+      (head + r.i0) % n, n, w)
+    local slot = struct.pack(r.fmt, eff - r.base)
+    local run = math.min(cost, n - head)
+    local wrapped = string.rep(slot, cost - run)
+    if r.s then
+      local at = SL_HEADER + head * w
+      redis.call('SET', key, header .. wrapped .. string.sub(r.s, SL_HEADER + #wrapped + 1, at) ..
+        string.rep(slot, run) .. string.sub(r.s, at + run * w + 1), 'PX', ttl)
+      return
+    end
+    redis.call('SETRANGE', key, SL_HEADER + head * w, string.rep(slot, run))
+    if cost > run then
+      redis.call('SETRANGE', key, SL_HEADER, wrapped)
+    end
+    redis.call('SETRANGE', key, 0, header)
+    redis.call('PEXPIRE', key, ttl)
+    return
+  end
+  -- A new key, a changed limit, or offsets that outgrew their base: a new ring of `limit`
+  -- slots, holding empty slots, the live ones of the old ring, then `cost` new ones.
   local width = 8
-  if limit <= SL_NARROW_MAX and st.eff - floor < SL_NARROW_SPAN then
+  if limit <= SL_NARROW_MAX and eff - floor < SL_NARROW_SPAN then
     width = 4
   end
-  local base, fmt, kept = floor, sl_format(width), ''
-  if st.live > 0 then
-    kept = sl_bytes(ring, st.i0, st.live)
-    if ring.width == width and st.eff - ring.base < 2 ^ (8 * width) then
-      base = ring.base
+  local fmt = (width == 4 and '<I4' or '<I8')
+  local base, kept = floor, ''
+  if r.live > 0 then
+    kept = sl_bytes(r, r.i0, r.live)
+    if r.width == width and eff - r.base < 2 ^ (8 * width) then
+      base = r.base
     else
       local parts = {}
-      for j = 0, st.live - 1 do
-        parts[j + 1] = struct.pack(fmt, ring.base + struct.unpack(ring.fmt, kept, j * ring.width + 1) - base)
+      for j = 0, r.live - 1 do
+        parts[j + 1] = struct.pack(fmt, r.base + struct.unpack(r.fmt, kept, j * r.width + 1) - base)
       end
       kept = table.concat(parts)
     end
   end
-  local value = struct.pack('<I8I8I3I1', base, floor, 0, width) ..
-    sl_zeros((limit - cost - st.live) * width) .. kept .. string.rep(struct.pack(fmt, st.eff - base), cost)
-  redis.call('SET', key, value, 'PX', ttl)
-end
-
-local function sliding_log_commit(key, limit, window_ms, cost, now_us, state)
-  local ring, eff = state.ring, state.eff
-  local floor = math.max(0, eff - window_ms * 1000)
-  if ring ~= nil and ring.floor > floor then
-    floor = ring.floor
+  local empty = limit - cost - r.live
+  local zeros = '\0'
+  while #zeros < empty * width do
+    zeros = zeros .. zeros
   end
-  local ttl = string.format('%.0f', math.ceil((eff + window_ms * 1000 - now_us) / 1000))
-  if ring == nil or ring.n ~= limit or eff - ring.base >= 2 ^ (8 * ring.width) then
-    return sl_rebuild(key, ring, state, limit, cost, floor, ttl)
-  end
-  -- The `cost` oldest slots are dead (the check admitted only if they were): overwrite them.
-  local slot = struct.pack(ring.fmt, eff - ring.base)
-  local run = math.min(cost, ring.n - ring.head)
-  redis.call('SETRANGE', key, SL_HEADER + ring.head * ring.width, string.rep(slot, run))
-  if cost > run then
-    redis.call('SETRANGE', key, SL_HEADER, string.rep(slot, cost - run))
-  end
-  redis.call('SETRANGE', key, 8, struct.pack('<I8I3', floor, (ring.head + cost) % ring.n))
-  redis.call('PEXPIRE', key, ttl)
+  redis.call('SET', key, struct.pack(SL_HEADER_FORMAT, base, floor, eff, 0, empty, limit, width) ..
+    string.sub(zeros, 1, empty * width) .. kept .. string.rep(struct.pack(fmt, eff - base), cost),
+    'PX', ttl)
 end

@@ -60,12 +60,11 @@ field() { echo "$1" | cut -d' ' -f"$2"; }
 # ring KEY -> "slots width t1 t2 ..." for a sliding_log ring: its admission times in µs, oldest
 # first, 0 for an empty slot (the layout is in sliding_log.lua and README.md).
 RING_LUA="local s = redis.call('GET', KEYS[1]) if not s then return {} end
-local base, floor, head, width = struct.unpack('<I8I8I3I1', s)
-local n = (#s - 20) / width
+local base, floor, newest, head, hint, n, width = struct.unpack('<I8I8I8I3I3I3I1', s)
 local fmt = width == 4 and '<I4' or '<I8'
 local out = { n, width }
 for i = 0, n - 1 do
-  local off = struct.unpack(fmt, s, 21 + ((head + i) % n) * width)
+  local off = struct.unpack(fmt, s, 35 + ((head + i) % n) * width)
   out[#out + 1] = off == 0 and 0 or base + off
 end
 return out"
@@ -89,7 +88,7 @@ expect "sl admitted exactly at the boundary" "1 1 1 0 0 1" "$(ev $((B + Wus)) 1 
 expect "sl full again at the boundary" "0 1 0 0 1 1" "$(ev $((B + Wus)) 1 $k,$SL,$L,$W)"
 expect "sl ring: L slots of 4 bytes, the last L admissions, oldest first" \
   "3 4 $((B + MS)) $((B + 2 * MS)) $((B + Wus))" "$(ring $k)"
-expect "sl ring is 20 + 4L bytes" "32" "$(r STRLEN $k)"
+expect "sl ring is 34 + 4L bytes" "46" "$(r STRLEN $k)"
 pttl=$(num "$(r PTTL $k)")
 expect "sl TTL is the window" "1" "$(( pttl > 55000 && pttl <= W ))"
 # Two requests in the same microsecond are two distinct members.
@@ -159,13 +158,13 @@ k="ring:{hour}:b"
 ev $B 1 $k,$SL,2,3600000 >/dev/null
 expect "a window over 35.8 min takes 8-byte slots" "2 8 0 $B" "$(ring $k)"
 
-k="ring:{large}:b"   # 3,000 slots = 12,020 bytes: read slot by slot, not whole
+k="ring:{large}:b"   # 3,000 slots = 12,034 bytes: read near its hint, not whole
 expect "large ring: one call takes 2999" "1 1 1 1 0 60000" "$(ev $B 2999 $k,$SL,3000,$W)"
 expect "large ring: last unit" "1 1 1 0 0 59999" "$(ev $((B + MS)) 1 $k,$SL,3000,$W)"
 expect "large ring: full" "0 1 0 0 59998 59998" "$(ev $((B + 2 * MS)) 1 $k,$SL,3000,$W)"
 expect "large ring: 2999 leave at once, remaining by binary search" "1 1 1 2994 0 1" "$(ev $((B + Wus)) 5 $k,$SL,3000,$W)"
 expect "large ring: wrapped head, k-th oldest" "0 1 0 2994 60000 1" "$(ev $((B + Wus)) 2996 $k,$SL,3000,$W)"
-expect "large ring is 20 + 4L bytes" "12020" "$(r STRLEN $k)"
+expect "large ring is 34 + 4L bytes" "12034" "$(r STRLEN $k)"
 
 k="ring:{rebase}:b"; W=1800000   # 30 min: 4-byte offsets overflow after 71.6 min from base
 M=$((60 * S))
