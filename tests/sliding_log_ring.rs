@@ -176,11 +176,22 @@ fn config(cases: u32) -> ProptestConfig {
 
 #[test]
 fn the_ring_answers_exactly_as_the_sorted_set_did() {
+    same_as_the_sorted_set(40, 64);
+}
+
+/// Limits up to 600: rings above 1 KB (read near their hint, written with SETRANGE) and limit
+/// changes across that size.
+#[test]
+fn large_rings_answer_exactly_as_the_sorted_set_did() {
+    same_as_the_sorted_set(600, 24);
+}
+
+fn same_as_the_sorted_set(max_limit: u64, cases: u32) {
     let env = Env::start();
     let case = Cell::new(0u64);
-    proptest!(config(64), |(window_ms in 100u64..5000, evs in events(40))| {
+    proptest!(config(cases), |(window_ms in 100u64..5000, evs in events(max_limit))| {
         case.set(case.get() + 1);
-        let id = format!("zset-{}", case.get());
+        let id = format!("zset-{max_limit}-{}", case.get());
         let zkey = format!("tgzset:{{{id}}}:p:sl");
         // Real time plus the generated deltas: never slower than Redis's clock.
         let (start_sys, start) = (real_now_us(), Instant::now());
@@ -198,12 +209,21 @@ fn the_ring_answers_exactly_as_the_sorted_set_did() {
 
 #[test]
 fn redis_and_memory_agree_when_the_clock_steps_back() {
+    clock_steps_back(30, 64);
+}
+
+#[test]
+fn large_rings_agree_when_the_clock_steps_back() {
+    clock_steps_back(600, 24);
+}
+
+fn clock_steps_back(max_limit: u64, cases: u32) {
     let env = Env::start();
     let case = Cell::new(0u64);
     let backs = prop::collection::vec(0u64..=2000, 150);
-    proptest!(config(64), |(window_s in 10u64..60, evs in events(30), backs in backs)| {
+    proptest!(config(cases), |(window_s in 10u64..60, evs in events(max_limit), backs in backs)| {
         case.set(case.get() + 1);
-        let id = format!("back-{}", case.get());
+        let id = format!("back-{max_limit}-{}", case.get());
         let window_ms = window_s * 1000;
         let win_us = window_ms * 1000;
         let mut now = real_now_us();
