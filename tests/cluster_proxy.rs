@@ -313,7 +313,11 @@ fn three_gateways_admit_exactly_the_limit_per_key() {
         (&others[1], masters[2]),
     ];
     for (k, m) in placed {
-        assert_eq!(sliding_log_entries(m, &store_key(k, "pm")), "100", "{k} on {m}");
+        assert_eq!(
+            sliding_log_entries(m, &store_key(k, "pm")),
+            "100",
+            "{k} on {m}"
+        );
     }
     assert_eq!(sum_decisions(&gws, &hot, "allowed"), 100);
 }

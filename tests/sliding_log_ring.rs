@@ -94,7 +94,11 @@ impl Env {
     fn zset(&self, key: &str, l: &Limit, cost: u64, now: u64) -> Answer {
         let mut conn = self.raw.clone();
         let mut inv = self.zset.key(key);
-        inv.arg(now).arg(cost).arg(1).arg(l.requests).arg(l.window_ms);
+        inv.arg(now)
+            .arg(cost)
+            .arg(1)
+            .arg(l.requests)
+            .arg(l.window_ms);
         let out: Vec<i64> = self
             .rt
             .block_on(inv.invoke_async(&mut conn))
@@ -133,7 +137,10 @@ struct Event {
 /// Costs mostly small, sometimes up to the limit and beyond it; the limit changes now and then.
 fn events(max_limit: u64) -> impl Strategy<Value = Vec<Event>> {
     let first = 1..=max_limit;
-    (first, prop::collection::vec((0u8..10, 0u64..=1000, 0u8..20, 1..=max_limit), 1..150))
+    (
+        first,
+        prop::collection::vec((0u8..10, 0u64..=1000, 0u8..20, 1..=max_limit), 1..150),
+    )
         .prop_map(move |(mut limit, raw)| {
             raw.into_iter()
                 .map(|(step, frac, pick, new_limit)| {
@@ -269,7 +276,10 @@ fn a_clock_step_back_is_clamped_to_the_newest_admission() {
     assert_eq!(env.ring("step", &l, 1, t + 5 * s), (true, 1, 0, 65_000));
     assert_eq!(env.ring("step", &l, 1, t + 5 * s), (true, 0, 0, 65_000));
     // Full: the oldest slot (written at t + 10 s) leaves at t + 70 s, real time.
-    assert_eq!(env.ring("step", &l, 1, t + 6 * s), (false, 0, 64_000, 64_000));
+    assert_eq!(
+        env.ring("step", &l, 1, t + 6 * s),
+        (false, 0, 64_000, 64_000)
+    );
     assert!(!env.ring("step", &l, 1, t + 70 * s - 1).0);
     assert_eq!(env.ring("step", &l, 3, t + 70 * s), (true, 0, 0, 60_000));
 }
