@@ -3,6 +3,7 @@
 #
 #   bench/redis_cpu.sh                 # a plain redis-server
 #   MODE=cluster bench/redis_cpu.sh    # cluster-enabled, one master owning all 16384 slots
+#   SLIDING_LOG=tests/fixtures/sliding_log_zset.lua bench/redis_cpu.sh   # the sorted set before the ring
 #   PIPE=16 bench/redis_cpu.sh         # 16 calls pipelined per connection (as a busy multiplexed
 #                                      # connection batches them)
 #
@@ -52,7 +53,9 @@ fi
 
 # The shipped script: the five files joined with newlines (the SHA may differ from tollgate's by
 # a trailing newline; the code is the same).
-BODY=$(for f in sliding_log sliding_window fixed_window token_bucket ratelimit; do
+# SLIDING_LOG=tests/fixtures/sliding_log_zset.lua measures the sorted set the ring replaced.
+SLIDING_LOG=${SLIDING_LOG:-scripts/redis/sliding_log.lua}
+BODY=$(cat "$SLIDING_LOG"; echo; for f in sliding_window fixed_window token_bucket ratelimit; do
     cat "scripts/redis/$f.lua"
     echo
 done)
@@ -86,7 +89,7 @@ case_() {
     }'
 }
 
-echo "mode $MODE, $PIPE call(s) per write, $N calls per row, Redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
+echo "$SLIDING_LOG, mode $MODE, $PIPE call(s) per write, $N calls per row, Redis $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
 echo
 echo "| call | Redis CPU per call (= ms per 1,000) | in the command | one core at 10,000 calls/s | calls/s seen |"
 echo "|---|---|---|---|---|"

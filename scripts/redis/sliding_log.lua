@@ -10,15 +10,16 @@
 -- `remaining` starts in a large ring). A slot at or before `floor` (the window start of the
 -- latest admission) is dead for good, as the sorted set this replaces deleted it. Time is clamped
 -- to the newest slot, so slots stay in order even if TIME steps back after a failover.
--- Cost: a ring of up to 1 KB is read with one GETRANGE and written with one SET; a larger one
--- reads its header and a few slots near the hint, and writes them back with SETRANGE. Every
--- `local function` here is created anew on every script call, so there are only four.
+-- Cost: a ring of up to 512 bytes is read with one GETRANGE, a larger one reads its header and a
+-- few slots near the hint; an admission writes its slots and the header with SETRANGE, then
+-- PEXPIRE (Lua strings cost per byte, so nothing larger is built). Every `local function` here
+-- is created anew on every script call, so there are only four.
 -- Arithmetic: every value is an integer below 2^53, so doubles are exact.
 -- The full specification and the proof are in README.md ("sliding_log").
 
 local SL_HEADER = 34
 local SL_HEADER_FORMAT = '<I8I8I8I3I3I3I1' -- base, floor, newest, head, hint, n, width
-local SL_WHOLE = 1024 -- rings up to this many bytes are read whole and written with one SET
+local SL_WHOLE = 512 -- rings up to this many bytes are read with one GETRANGE
 local SL_CHUNK = 8 -- slots a larger ring reads around its hint
 local SL_NARROW_MAX = 100000 -- more slots than this: 8-byte slots, never rebased
 local SL_NARROW_SPAN = 2147483648 -- 2^31 µs (35.8 min): the longest window of 4-byte slots
@@ -72,7 +73,7 @@ local function sliding_log_check(key, limit, window_ms, cost, now_us)
     end
   end
   if n == 0 then
-    r = { key = key, eff = now_us, i0 = 0, live = 0 }
+    r = { key = key, eff = now_us, i0 = 0, live = 0, absent = (#s == 0) }
   else
     -- Clamp to the newest admission: a clock that stepped back still writes in order.
     r.eff = math.max(now_us, r.newest)
@@ -150,28 +151,29 @@ local function sliding_log_commit(key, limit, window_ms, cost, now_us, r)
       (head + r.i0) % n, n, w)
     local slot = struct.pack(r.fmt, eff - r.base)
     local run = math.min(cost, n - head)
-    local wrapped = string.rep(slot, cost - run)
-    if r.s then
-      local at = SL_HEADER + head * w
-      redis.call('SET', key, header .. wrapped .. string.sub(r.s, SL_HEADER + #wrapped + 1, at) ..
-        string.rep(slot, run) .. string.sub(r.s, at + run * w + 1), 'PX', ttl)
-      return
-    end
     redis.call('SETRANGE', key, SL_HEADER + head * w, string.rep(slot, run))
     if cost > run then
-      redis.call('SETRANGE', key, SL_HEADER, wrapped)
+      redis.call('SETRANGE', key, SL_HEADER, string.rep(slot, cost - run))
     end
     redis.call('SETRANGE', key, 0, header)
     redis.call('PEXPIRE', key, ttl)
     return
   end
-  -- A new key, a changed limit, or offsets that outgrew their base: a new ring of `limit`
-  -- slots, holding empty slots, the live ones of the old ring, then `cost` new ones.
   local width = 8
   if limit <= SL_NARROW_MAX and eff - floor < SL_NARROW_SPAN then
     width = 4
   end
   local fmt = (width == 4 and '<I4' or '<I8')
+  if r.absent then
+    -- A new key: SETRANGE past the end of an absent key zero-fills the empty slots in C.
+    local empty = limit - cost
+    redis.call('SETRANGE', key, SL_HEADER + empty * width, string.rep(struct.pack(fmt, eff - floor), cost))
+    redis.call('SETRANGE', key, 0, struct.pack(SL_HEADER_FORMAT, floor, floor, eff, 0, empty, limit, width))
+    redis.call('PEXPIRE', key, ttl)
+    return
+  end
+  -- A changed limit, offsets that outgrew their base, or an unrecognisable value: a new ring of
+  -- `limit` slots, holding empty slots, the live ones of the old ring, then `cost` new ones.
   local base, kept = floor, ''
   if r.live > 0 then
     kept = sl_bytes(r, r.i0, r.live)

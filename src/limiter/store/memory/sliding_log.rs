@@ -29,6 +29,8 @@ pub(super) struct Seen {
     /// The first live slot (logical index) and how many are live.
     first_live: usize,
     live: usize,
+    /// False when there was no ring (or only an expired one): the commit starts a new one.
+    had_ring: bool,
 }
 
 impl Ring {
@@ -103,6 +105,9 @@ pub(super) fn append(entry: Option<&mut Entry>, seen: &Seen, p: &LimitParams) ->
     else {
         return None;
     };
+    if !seen.had_ring {
+        return None;
+    }
     ring.commit(seen, p);
     *exp = expires_us(seen, p);
     Some(())
@@ -126,11 +131,13 @@ fn to_slot(t: i128) -> u64 {
 
 /// `sliding_log_check` of the Lua script.
 pub(super) fn check(entry: Option<&mut Entry>, p: &LimitParams) -> Checked {
+    // A ring past its expiry is gone, as Redis drops the key at its TTL (this matters once a
+    // reload widened the window: its dead slots must not come back).
     let ring = match entry {
         Some(Entry {
             data: Data::Log(ring),
-            ..
-        }) => Some(&*ring),
+            expires_us,
+        }) if i128::from(*expires_us) >= p.now_us => Some(&*ring),
         _ => None,
     };
     let win_us = p.window_ms * 1000;
@@ -151,6 +158,7 @@ pub(super) fn check(entry: Option<&mut Entry>, p: &LimitParams) -> Checked {
             eff,
             first_live,
             live,
+            had_ring: ring.is_some(),
         };
         return (
             outcome(true, p.limit - n - p.cost, 0, reset),
