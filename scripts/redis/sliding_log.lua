@@ -50,9 +50,9 @@ local function sl_at(r, i)
   return r.base + struct.unpack(r.fmt, redis.call('GETRANGE', r.key, from, from + r.width - 1))
 end
 
--- Returns allowed, remaining, retry_ms, reset_ms and, when allowed, the ring as read (nil when
--- there was none or it was unrecognisable) with eff (the clamped clock) and i0 (the first live
--- slot) for the commit.
+-- Returns allowed, remaining, retry_ms, reset_ms and, when allowed, the state for the commit:
+-- the ring as read (its `n` nil when there was none or it was unrecognisable), `eff` (the clamped
+-- clock), `i0` (the first live slot) and `live`.
 local function sliding_log_check(key, limit, window_ms, cost, now_us)
   local win_us = window_ms * 1000
   -- A ring expected to be small is read whole; otherwise only its header.
