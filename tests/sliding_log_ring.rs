@@ -8,7 +8,7 @@
 //! it backwards too, so there every window is at least 10 s and a case lasts well under a second:
 //! no key can reach its TTL while the case still needs it.
 
-mod common;
+pub mod common;
 
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
