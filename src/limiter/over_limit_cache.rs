@@ -1,5 +1,5 @@
-//! Remembers, per replica and per worker thread, which identities Redis has said are over a
-//! limit, for which cost, and until when.
+//! Remembers, per replica, which identities Redis has said are over a limit, for which cost,
+//! and until when.
 //!
 //! A key hammering far above its limit is then rejected locally until its slot frees, without a
 //! Redis round trip. A cached denial answers only a request that Redis would refuse too:
@@ -15,26 +15,27 @@
 //!
 //! So the cache can never admit anything, and never refuses what Redis would admit.
 //!
-//! No lock on the request path: each worker thread keeps its own table (thread-local), so a
-//! request only touches memory of its own thread. A thread that has not seen the denial asks
-//! Redis once and caches it itself. [`OverLimitCache::clear`] bumps an epoch that every table
-//! checks, so a reset reaches all threads without touching them.
+//! No lock on the request path: the table is a fixed array of slots, each an atomically
+//! swapped pointer to an immutable entry ([`ArcSwapOption`]). A lookup is one atomic load; a
+//! denial replaces its slot's entry (an identity whose slot another one took simply asks Redis
+//! again). Every worker thread sees every denial, including one that came back late
+//! (`decide.rs`). [`OverLimitCache::clear`] bumps an epoch that every entry is checked against.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
 
 use super::{Clock, Verdict};
 
-/// Bounds a thread's table under a flood of distinct identities.
-const MAX_PER_THREAD: usize = 16 * 1024;
-
-/// Tells caches apart in the shared thread-local tables (a process may hold several limiters).
-static NEXT_CACHE_ID: AtomicU64 = AtomicU64::new(1);
+/// Slots of the table (a power of two): bounds memory under a flood of distinct identities.
+const SLOTS: usize = 16 * 1024;
 
 struct Entry {
+    /// The full hash of identity, scope and generation: tells the slot's owner apart.
+    key: u64,
     /// The store clock's time (µs) until which Redis refuses `cost` or more.
     until_us: u64,
     cost: u64,
@@ -42,13 +43,9 @@ struct Entry {
     verdict: Verdict,
 }
 
-thread_local! {
-    static TABLE: RefCell<HashMap<u64, Entry>> = RefCell::new(HashMap::new());
-}
-
 pub struct OverLimitCache {
-    id: u64,
     hasher: ahash::RandomState,
+    slots: Box<[ArcSwapOption<Entry>]>,
     /// Bumped by `clear`; older entries are ignored.
     epoch: AtomicU64,
     /// The store's clock (a manual one in tests); the local monotonic clock stands in for
@@ -66,8 +63,8 @@ impl Default for OverLimitCache {
 impl OverLimitCache {
     pub fn new(clock: Clock) -> Self {
         OverLimitCache {
-            id: NEXT_CACHE_ID.fetch_add(1, Ordering::Relaxed),
             hasher: ahash::RandomState::new(),
+            slots: (0..SLOTS).map(|_| ArcSwapOption::empty()).collect(),
             epoch: AtomicU64::new(0),
             clock,
             started: Instant::now(),
@@ -80,38 +77,38 @@ impl OverLimitCache {
             .unwrap_or_else(|| self.started.elapsed().as_micros() as u64)
     }
 
-    fn slot(&self, identity: &str, scope: &str, generation: u64) -> u64 {
+    fn key(&self, identity: &str, scope: &str, generation: u64) -> u64 {
         let mut h = self.hasher.build_hasher();
-        self.id.hash(&mut h);
         identity.hash(&mut h);
         scope.hash(&mut h);
         generation.hash(&mut h);
         h.finish()
     }
 
+    fn slot(&self, key: u64) -> &ArcSwapOption<Entry> {
+        &self.slots[key as usize & (SLOTS - 1)]
+    }
+
     /// A cached denial for a request of `cost`, with its retry time counted down to now, when
     /// Redis would refuse that request too (see the module docs).
     pub fn get(&self, identity: &str, scope: &str, generation: u64, cost: u64) -> Option<Verdict> {
-        let k = self.slot(identity, scope, generation);
+        let k = self.key(identity, scope, generation);
+        let guard = self.slot(k).load();
+        let e = guard.as_ref()?;
         let now = self.now_us();
-        let epoch = self.epoch.load(Ordering::Relaxed);
-        TABLE.with(|t| {
-            let mut t = t.borrow_mut();
-            let e = t.get(&k)?;
-            if e.until_us <= now || e.epoch != epoch {
-                t.remove(&k);
-                return None;
-            }
-            if cost < e.cost {
-                return None;
-            }
-            let left_ms = (e.until_us - now).div_ceil(1000);
-            let mut v = e.verdict.clone();
-            for o in v.outcomes.iter_mut().filter(|o| !o.allowed) {
-                o.retry_after_ms = o.retry_after_ms.min(left_ms).max(1);
-            }
-            Some(v)
-        })
+        if e.key != k
+            || e.until_us <= now
+            || e.epoch != self.epoch.load(Ordering::Relaxed)
+            || cost < e.cost
+        {
+            return None;
+        }
+        let left_ms = (e.until_us - now).div_ceil(1000);
+        let mut v = e.verdict.clone();
+        for o in v.outcomes.iter_mut().filter(|o| !o.allowed) {
+            o.retry_after_ms = o.retry_after_ms.min(left_ms).max(1);
+        }
+        Some(v)
     }
 
     /// Records a denial of a request of `cost`; it holds until the earliest moment Redis could
@@ -121,28 +118,18 @@ impl OverLimitCache {
         if verdict.allowed || wait_ms == 0 {
             return;
         }
-        let k = self.slot(identity, scope, generation);
-        let now = self.now_us();
-        let epoch = self.epoch.load(Ordering::Relaxed);
+        let key = self.key(identity, scope, generation);
         let entry = Entry {
-            until_us: now + wait_ms * 1000,
+            key,
+            until_us: self.now_us() + wait_ms * 1000,
             cost,
-            epoch,
+            epoch: self.epoch.load(Ordering::Relaxed),
             verdict: verdict.clone(),
         };
-        TABLE.with(|t| {
-            let mut t = t.borrow_mut();
-            if t.len() >= MAX_PER_THREAD && !t.contains_key(&k) {
-                t.retain(|_, e| e.until_us > now && e.epoch == epoch);
-                if t.len() >= MAX_PER_THREAD {
-                    return;
-                }
-            }
-            t.insert(k, entry);
-        });
+        self.slot(key).store(Some(Arc::new(entry)));
     }
 
-    /// Forgets every denial, on every thread (an operator reset a budget).
+    /// Forgets every denial (an operator reset a budget).
     pub fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::Relaxed);
     }
@@ -194,13 +181,13 @@ mod tests {
     }
 
     #[test]
-    fn clear_reaches_every_thread_and_caches_are_apart() {
+    fn every_thread_sees_a_denial_and_clear_forgets_it() {
         let c = OverLimitCache::new(Clock::manual(1));
         let other = OverLimitCache::new(Clock::manual(1));
         c.put("k:1", "t", 1, 1, &denied(1000, 0));
-        assert!(other.get("k:1", "t", 1, 1).is_none());
+        assert!(other.get("k:1", "t", 1, 1).is_none(), "caches are apart");
         std::thread::scope(|s| {
-            s.spawn(|| assert!(c.get("k:1", "t", 1, 1).is_none(), "per thread"));
+            s.spawn(|| assert!(c.get("k:1", "t", 1, 1).is_some(), "shared by threads"));
         });
         c.clear();
         assert!(c.get("k:1", "t", 1, 1).is_none());

@@ -9,13 +9,18 @@
 //! batch is decided exactly as the same requests arriving back to back: no answer changes.
 //!
 //! Each request keeps its own budget and fallback: the caller waits for its answer within its
-//! own `timeout_ms` (and applies its own `on_error` when that runs out); a request that has
-//! already given up when its batch is formed is left out, so it is never counted.
+//! own `timeout_ms` (and applies its own `on_error` when that runs out). A request whose budget
+//! has run out before its batch is sent is left out, so it is never counted: it was served by
+//! its fallback. One that was sent in time but answered after its budget still gets its answer,
+//! as a late answer for the limiter (the breaker, the over-limit cache).
 //!
 //! Redis Cluster sends batches of one request (`cluster.rs`): a script's declared keys must
 //! share one slot (Redis 7 answers CROSSSLOT otherwise, `allow-cross-slot-keys` included), so a
 //! batch could only hold requests of one slot, and with thousands of identities spread over
 //! 16,384 slots such batches would hardly ever hold more than one request.
+
+use std::future::Future;
+use std::time::Instant;
 
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError, RedisResult};
@@ -31,10 +36,20 @@ struct Job {
     keys: KeySet,
     /// now_us, cost, number of limits, then algorithm, limit and window of each.
     args: Vec<u64>,
+    /// The end of the request's budget: not sent after it.
+    deadline: Instant,
     reply: oneshot::Sender<RedisResult<Vec<i64>>>,
 }
 
-/// The queue to a dispatcher. Dropping it ends the dispatcher once its last call returns.
+impl Job {
+    fn still_wanted(&self, now: Instant) -> bool {
+        now < self.deadline && !self.reply.is_closed()
+    }
+}
+
+/// The queue to a dispatcher. Dropping every clone ends the dispatcher once its last call
+/// returns.
+#[derive(Clone)]
 pub(super) struct Batcher {
     tx: mpsc::UnboundedSender<Job>,
 }
@@ -47,18 +62,32 @@ impl Batcher {
         Batcher { tx }
     }
 
-    /// Decides one request; its answer is `allowed_all, n, (allowed, remaining, retry, reset) * n`.
-    pub(super) async fn decide(&self, keys: KeySet, args: Vec<u64>) -> RedisResult<Vec<i64>> {
+    /// Queues one request (`args`: now, cost, number of limits, then each limit) and returns
+    /// its answer, `allowed_all, n, (allowed, remaining, retry, reset) * n`, to come.
+    pub(super) fn submit(
+        &self,
+        keys: KeySet,
+        args: Vec<u64>,
+        deadline: Instant,
+    ) -> impl Future<Output = RedisResult<Vec<i64>>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Job { keys, args, reply })
-            .map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let sent = self.tx.send(Job {
+            keys,
+            args,
+            deadline,
+            reply,
+        });
+        async move {
+            sent.map_err(|_| gone("the rate-limit dispatcher stopped"))?;
+            answer
+                .await
+                .map_err(|_| gone("not sent: its budget ran out while queued"))?
+        }
     }
 }
 
-fn gone() -> RedisError {
-    RedisError::from((ErrorKind::Io, "the rate-limit dispatcher stopped"))
+fn gone(why: &'static str) -> RedisError {
+    RedisError::from((ErrorKind::Io, why))
 }
 
 async fn dispatch(
@@ -75,15 +104,17 @@ async fn dispatch(
                 Err(_) => break,
             }
         }
-        // Timed out while queued: its caller has applied its fallback; deciding it now would
-        // count a request that was never served.
-        batch.retain(|j| !j.reply.is_closed());
+        // Out of budget while queued: its caller has applied its fallback; deciding it now
+        // would count a request that the fallback served (or refused).
+        let now = Instant::now();
+        batch.retain(|j| j.still_wanted(now));
         if !batch.is_empty() {
             if let Err(e) = call(&conn, &script, &mut batch).await {
                 // A refused connection is the manager's last failed redial round, kept until
                 // someone asks; asking started a new round. Nothing was sent, so one retry is
-                // safe, for the requests still waiting (the others have their fallback).
-                batch.retain(|j| !j.reply.is_closed());
+                // safe, for the requests still within their budget.
+                let now = Instant::now();
+                batch.retain(|j| j.still_wanted(now));
                 if !batch.is_empty() {
                     let _ = call(&conn, &script, &mut batch).await;
                 }

@@ -3,18 +3,24 @@
 //! The script (`scripts/redis/*.lua`, concatenated at compile time) runs with EVALSHA and falls
 //! back to loading itself on NOSCRIPT, which also covers a failover to a replica that never saw
 //! it. The connection is a single multiplexed connection (or cluster connection) created lazily
-//! on the runtime of its first caller, the proxy's, so concurrent requests pipeline on it with no
-//! lock and no pool.
+//! on the runtime of its first caller, the proxy's, with no lock and no pool. On a single Redis,
+//! decisions go through a dispatcher (`batch.rs`) that sends every request waiting at that moment
+//! as one script call; on a cluster each request is its own call (see `batch.rs` for why).
 //!
 //! Outages: no request ever waits for a connection longer than its own `timeout_ms` (every call
 //! is wrapped in a timeout), but connecting is never *tied* to a request either (`single.rs`
-//! redials in the background).
+//! redials in the background). A check that misses its budget is handed back still running
+//! ([`Store::check_keeping_late`]): redis-rs waits for its answer up to the late-answer horizon,
+//! so that the limiter can use an answer that comes after all.
 //!
 //! Redis Cluster (`cluster.rs`): the cluster connection is likewise created without waiting
 //! (redis-rs connects in the background), and MOVED, ASK, NOSCRIPT and TRYAGAIN are handled
 //! there within the request's budget, falling back to `EVAL` rather than a cluster-wide
 //! `SCRIPT LOAD` and sending `ASKING` in one pipeline with the call.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -22,7 +28,7 @@ use redis::aio::ConnectionManager;
 use redis::RedisError;
 use tokio::sync::OnceCell;
 
-use super::{KeyBuilder, Store, StoreError};
+use super::{KeyBuilder, KeySet, LateAnswer, Store, StoreError};
 use crate::limiter::{limit_count, Budget, Clock, LimitOutcome, RedisTarget, Usage, Verdict};
 use crate::metrics;
 
@@ -80,15 +86,23 @@ enum Conn {
     /// The connection for peek, reset and ping; decisions go through the batcher's dispatcher.
     Single(ConnectionManager, Batcher),
     /// Redirections, NOSCRIPT and retries are handled in `cluster.rs`.
-    Cluster(Box<ClusterConn>),
+    Cluster(Arc<ClusterConn>),
 }
+
+/// How long a call that missed its budget may still be answered, unless the limiter says.
+const DEFAULT_LATE_HORIZON: Duration = Duration::from_secs(2);
+
+type PendingRedis = Pin<Box<dyn Future<Output = Result<Vec<i64>, RedisError>> + Send>>;
 
 pub struct RedisStore {
     target: RedisTarget,
     keys: KeyBuilder,
     timeout: Duration,
+    /// How long a call that missed `timeout` may still be answered (redis-rs's own response
+    /// timeout); see [`Store::check_keeping_late`].
+    late_horizon: Duration,
     clock: Clock,
-    ratelimit: Lua,
+    ratelimit: Arc<Lua>,
     peek: Lua,
     reset: Lua,
     conn: OnceCell<Conn>,
@@ -102,24 +116,32 @@ impl RedisStore {
             target,
             keys: KeyBuilder::new(key_prefix),
             timeout,
+            late_horizon: DEFAULT_LATE_HORIZON.max(timeout),
             clock,
-            ratelimit: Lua::new(RATELIMIT_LUA),
+            ratelimit: Arc::new(Lua::new(RATELIMIT_LUA)),
             peek: Lua::new(PEEK_LUA),
             reset: Lua::new(RESET_LUA),
             conn: OnceCell::new(),
         }
     }
 
+    /// How long a timed-out call may still bring its answer (at least `timeout`). Set before
+    /// the first call.
+    pub fn with_late_horizon(mut self, horizon: Duration) -> Self {
+        self.late_horizon = horizon.max(self.timeout);
+        self
+    }
+
     async fn connect(&self) -> Result<Conn, RedisError> {
+        let (timeout, late) = (self.timeout, self.late_horizon);
         match &self.target {
             RedisTarget::Single(url) => {
-                let manager = single::connect(url, self.timeout)?;
+                let manager = single::connect(url, timeout, late)?;
                 let batcher = Batcher::spawn(manager.clone(), self.ratelimit.script.clone());
                 Ok(Conn::Single(manager, batcher))
             }
-            RedisTarget::Cluster(urls) => Ok(Conn::Cluster(Box::new(ClusterConn::connect(
-                urls,
-                self.timeout,
+            RedisTarget::Cluster(urls) => Ok(Conn::Cluster(Arc::new(ClusterConn::connect(
+                urls, timeout, late,
             )?))),
         }
     }
@@ -140,13 +162,8 @@ impl RedisStore {
         budgets: &[Budget<'_>],
         cost: Option<u64>,
     ) -> Result<Vec<i64>, StoreError> {
-        let keys = self.keys.keys(budgets);
-        let mut args = Vec::with_capacity(2 + 3 * keys.len());
-        args.push(self.clock.fixed_us().unwrap_or(0));
-        args.extend(cost);
-        for l in budgets.iter().flat_map(|b| b.limits) {
-            args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
-        }
+        let (keys, args) = self.keys_and_args(budgets, cost);
+        let deadline = Instant::now() + self.timeout;
         // The shared connection belongs to the proxy's runtime: a first call from the admin
         // service (peek, reset) must not create it on its own one-thread runtime, so it uses a
         // connection of its own until a request has made the shared one.
@@ -162,46 +179,94 @@ impl RedisStore {
             Conn::Single(c, _) => single::eval(c, &lua.script, &keys, &args).await,
             Conn::Cluster(c) => {
                 let keys: Vec<&str> = keys.iter().collect();
-                c.eval(lua.script.get_hash(), lua.body, &keys, &args).await
+                c.eval(lua.script.get_hash(), lua.body, &keys, &args, deadline)
+                    .await
             }
         };
         res.map_err(|e| classify(&e))
     }
 
-    /// One decision: on a single Redis through the batcher (one call for every request waiting
-    /// at that moment), on a cluster as a batch of one. The script's `ARGV` for a request is
-    /// now (0: Redis `TIME`), the cost, the number of limits, then algorithm, limit and window
-    /// of each; a batch puts the number of requests first.
-    async fn decide(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Vec<i64>, StoreError> {
+    fn keys_and_args(&self, budgets: &[Budget<'_>], cost: Option<u64>) -> (KeySet, Vec<u64>) {
         let keys = self.keys.keys(budgets);
-        let mut args = Vec::with_capacity(4 + 3 * keys.len());
-        args.extend([
-            0,
-            self.clock.fixed_us().unwrap_or(0),
-            cost,
-            keys.len() as u64,
-        ]);
+        let mut args = Vec::with_capacity(2 + 3 * keys.len());
+        args.push(self.clock.fixed_us().unwrap_or(0));
+        args.extend(cost);
         for l in budgets.iter().flat_map(|b| b.limits) {
             args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
         }
-        let res = match self.conn().await? {
-            Conn::Single(_, batcher) => {
-                args.remove(0);
-                batcher.decide(keys, args).await
-            }
+        (keys, args)
+    }
+
+    /// One request's part of a rate-limit call: its keys, and `ARGV` now (0: Redis `TIME`),
+    /// cost, number of limits, then algorithm, limit and window of each limit.
+    fn request_args(&self, budgets: &[Budget<'_>], cost: u64) -> (KeySet, Vec<u64>) {
+        let keys = self.keys.keys(budgets);
+        let mut args = Vec::with_capacity(3 + 3 * keys.len());
+        args.extend([self.clock.fixed_us().unwrap_or(0), cost, keys.len() as u64]);
+        for l in budgets.iter().flat_map(|b| b.limits) {
+            args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
+        }
+        (keys, args)
+    }
+
+    /// The rate-limit script call of one request as an owned future, so that a call which
+    /// outlives its budget can be handed on. No new attempt (redirection, retry) starts after
+    /// `deadline`: a late call never charges a refused request more than the attempt already
+    /// sent. On a single Redis the request joins the dispatcher's next batch, which leaves it out
+    /// once `deadline` has passed; on a cluster it is a batch of one.
+    fn check_call(
+        &self,
+        conn: &Conn,
+        budgets: &[Budget<'_>],
+        cost: u64,
+        deadline: Instant,
+    ) -> LateAnswer {
+        let (keys, mut args) = self.request_args(budgets, cost);
+        let lua = self.ratelimit.clone();
+        let fut: PendingRedis = match conn {
+            Conn::Single(_, batcher) => Box::pin(batcher.submit(keys, args, deadline)),
             Conn::Cluster(c) => {
-                args[0] = 1;
-                let keys: Vec<&str> = keys.iter().collect();
-                c.eval(
-                    self.ratelimit.script.get_hash(),
-                    self.ratelimit.body,
-                    &keys,
-                    &args,
-                )
-                .await
+                let c = c.clone();
+                args.insert(0, 1);
+                Box::pin(async move {
+                    let keys: Vec<&str> = keys.iter().collect();
+                    c.eval(lua.script.get_hash(), lua.body, &keys, &args, deadline)
+                        .await
+                })
             }
         };
-        res.map_err(|e| classify(&e))
+        let n = limit_count(budgets);
+        Box::pin(async move {
+            fut.await
+                .map_err(|e| classify(&e))
+                .and_then(|raw| decode(&raw, n))
+        })
+    }
+
+    /// One check within `timeout`; on a timeout the call itself comes back, still running,
+    /// with the error.
+    async fn check_within(
+        &self,
+        budgets: &[Budget<'_>],
+        cost: u64,
+    ) -> Result<Verdict, (StoreError, Option<LateAnswer>)> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let conn = match tokio::time::timeout(self.timeout, self.conn()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err((e, None)),
+            Err(_) => return Err((StoreError::Timeout, None)),
+        };
+        let mut call = self.check_call(conn, budgets, cost, deadline);
+        let res = match tokio::time::timeout_at(deadline.into(), &mut call).await {
+            Ok(r) => Some(r),
+            Err(_) => answered_meanwhile(&mut call).await,
+        };
+        metrics::observe_store("check", started.elapsed());
+        match res {
+            Some(r) => r.map_err(|e| (e, None)),
+            None => Err((StoreError::Timeout, Some(call))),
+        }
     }
 
     /// `invoke` within the store's timeout, timed as `op`.
@@ -241,6 +306,18 @@ impl RedisStore {
             }
         }
         Err(last)
+    }
+}
+
+/// On a busy host the budget's timer and the answer become ready in the same scheduling round,
+/// and the timer may be seen first while redis-rs's connection task has not yet handed the
+/// answer over. Let that task run once: an answer already there is not a failure (the time is
+/// spent either way, and a fallback would be worse than the store's verdict).
+async fn answered_meanwhile(call: &mut LateAnswer) -> Option<Result<Verdict, StoreError>> {
+    tokio::task::yield_now().await;
+    match std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => None,
     }
 }
 
@@ -308,12 +385,17 @@ fn decode(raw: &[i64], n: usize) -> Result<Verdict, StoreError> {
 #[async_trait]
 impl Store for RedisStore {
     async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError> {
-        let started = Instant::now();
-        let raw = tokio::time::timeout(self.timeout, self.decide(budgets, cost))
+        self.check_within(budgets, cost)
             .await
-            .unwrap_or(Err(StoreError::Timeout));
-        metrics::observe_store("check", started.elapsed());
-        decode(&raw?, limit_count(budgets))
+            .map_err(|(e, _late)| e)
+    }
+
+    async fn check_keeping_late(
+        &self,
+        budgets: &[Budget<'_>],
+        cost: u64,
+    ) -> Result<Verdict, (StoreError, Option<LateAnswer>)> {
+        self.check_within(budgets, cost).await
     }
 
     async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError> {
