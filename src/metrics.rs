@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec,
-    IntCounterVec, IntGauge,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
 
 /// 100 µs to 10 s: a proxy hop to a slow upstream.
@@ -65,8 +65,8 @@ mod defs {
     pub static DECISIONS: Lazy<IntCounterVec> = Lazy::new(|| {
         register_int_counter_vec!(
             "tollgate_ratelimit_decisions_total",
-            "Rate-limit decisions, by tier, limit and decision",
-            &["tier", "limit", "decision"]
+            "Rate-limit decisions, by tier, policy (`tier` for the tier's own limits), limit and decision",
+            &["tier", "policy", "limit", "decision"]
         )
         .expect("register tollgate_ratelimit_decisions_total")
     });
@@ -110,6 +110,21 @@ mod defs {
         )
         .expect("register tollgate_config_generation")
     });
+    pub static STORE_OPS: Lazy<IntCounterVec> = Lazy::new(|| {
+        register_int_counter_vec!(
+            "tollgate_store_operations_total",
+            "Store operations besides decisions, by op (refund: charges given back across hash slots)",
+            &["op"]
+        )
+        .expect("register tollgate_store_operations_total")
+    });
+    pub static STORE_OVERFLOW: Lazy<IntCounter> = Lazy::new(|| {
+        register_int_counter!(
+            "tollgate_store_overflow_total",
+            "Requests the in-process store judged in a tier's shared overflow bucket because it held memory_max_identities identities"
+        )
+        .expect("register tollgate_store_overflow_total")
+    });
     pub static ACCESS_LOG_DROPPED: Lazy<IntCounterVec> = Lazy::new(|| {
         register_int_counter_vec!(
             "tollgate_access_log_dropped_total",
@@ -135,6 +150,8 @@ pub fn init() {
     Lazy::force(&RELOADS);
     Lazy::force(&GENERATION);
     Lazy::force(&ACCESS_LOG_DROPPED);
+    Lazy::force(&STORE_OVERFLOW);
+    Lazy::force(&STORE_OPS);
     for r in ["success", "failure"] {
         RELOADS.with_label_values(&[r]);
     }
@@ -160,8 +177,20 @@ pub fn upstream_error(upstream: &str, kind: &str) {
     UPSTREAM_ERRORS.with_label_values(&[upstream, kind]).inc();
 }
 
-pub fn decision(tier: &str, limit: &str, decision: &str) {
-    DECISIONS.with_label_values(&[tier, limit, decision]).inc();
+/// `policy` is `tier` for a tier's own limit; `limit` is the limit as the 429 names it.
+pub fn decision(tier: &str, policy: &str, limit: &str, decision: &str) {
+    DECISIONS
+        .with_label_values(&[tier, policy, limit, decision])
+        .inc();
+}
+
+/// One refund across hash slots sent (Redis Cluster; see `store/redis/split.rs`).
+pub fn store_refund() {
+    STORE_OPS.with_label_values(&["refund"]).inc();
+}
+
+pub fn store_overflow() {
+    STORE_OVERFLOW.inc();
 }
 
 pub fn key_request(key_id: &str, decision: &str) {

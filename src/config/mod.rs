@@ -8,6 +8,7 @@
 mod caller;
 mod duration;
 mod error;
+pub mod plan;
 mod positions;
 pub mod reload;
 pub mod schema;
@@ -17,6 +18,7 @@ mod validate;
 pub use caller::Caller;
 pub use duration::parse_duration;
 pub use error::ConfigError;
+pub use plan::{By, Plan, PlanBudget, RoutePlans, TIER_POLICY};
 pub use snapshot::{
     AccessLogSettings, AnonymousPolicy, HealthCheckSettings, KeyEntry, LimitHeaders, OnError,
     RedisSettings, Route, Snapshot, Tier, UpstreamSettings,

@@ -20,6 +20,9 @@ use super::snapshot::*;
 use crate::identity::{self, StoreIdentity};
 use crate::limiter::{Algorithm, Limit, RedisTarget};
 
+mod policies;
+mod route_match;
+
 /// Reads, parses and validates `path`.
 pub fn load_file(path: &Path) -> Result<Snapshot, ConfigError> {
     let source = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -206,8 +209,10 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
         .map(|r| redis_settings(cx, r))
         .transpose()?;
     let upstreams = upstreams(cx, &raw)?;
+    route_match::check_routes(cx, &raw)?;
     let routes = routes(cx, &raw, &upstreams)?;
     let tiers = tiers(cx, &raw)?;
+    let plans = policies::plans(cx, &raw, &routes, &tiers)?;
 
     let id = &raw.identity;
     let key_header = http::HeaderName::from_bytes(id.header.trim().as_bytes()).map_err(|_| {
@@ -245,6 +250,15 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
         trusted_proxies.push(net);
     }
 
+    if id.ipv6_prefix == 0 || id.ipv6_prefix > 128 {
+        return Err(cx.at(
+            "identity.ipv6_prefix",
+            "must be between 1 and 128 (128: every IPv6 address on its own)",
+        ));
+    }
+    if raw.memory_max_identities == 0 || raw.memory_max_identities > 1_000_000_000 {
+        return Err(cx.at("memory_max_identities", "must be between 1 and 1000000000"));
+    }
     let keys = keys(cx, &raw, &tiers)?;
 
     let log = &raw.access_log;
@@ -271,6 +285,9 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
             path: log.path.clone(),
             sample: log.sample,
         },
+        plans,
+        ipv6_prefix: id.ipv6_prefix,
+        memory_max_identities: raw.memory_max_identities as usize,
     })
 }
 
@@ -462,18 +479,11 @@ fn routes(
     if raw.routes.is_empty() {
         return Err(cx.at("routes", "needs at least one route"));
     }
-    let mut seen = HashSet::new();
     let mut out = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let f = format!("routes[{i}]");
         if !r.prefix.starts_with('/') {
             return Err(cx.at(&format!("{f}.prefix"), "must start with '/'"));
-        }
-        if !seen.insert(r.prefix.clone()) {
-            return Err(cx.at(
-                &format!("{f}.prefix"),
-                format!("duplicate prefix '{}'", r.prefix),
-            ));
         }
         if !upstreams.contains_key(&r.upstream) {
             let mut known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
@@ -491,8 +501,9 @@ fn routes(
             return Err(cx.at(&format!("{f}.cost"), "must be at least 1"));
         }
         out.push(Route {
-            name: Arc::from(r.prefix.as_str()),
+            name: Arc::from(route_match::route_name(r)),
             prefix: r.prefix.clone(),
+            methods: route_match::parse_methods(&r.methods),
             upstream: r.upstream.clone(),
             strip_prefix: r.strip_prefix,
             cost: r.cost,
@@ -576,7 +587,7 @@ fn tiers(cx: &Cx<'_>, raw: &RawConfig) -> Result<HashMap<String, Arc<Tier>>, Con
         return Err(cx.at("tiers", "needs at least one tier"));
     }
     let mut out = HashMap::new();
-    for (name, t) in &raw.tiers {
+    for (index, (name, t)) in raw.tiers.iter().enumerate() {
         let f = format!("tiers.{name}");
         if !is_label(name) {
             return Err(cx.at(&f, "tier names may use letters, digits, '_', '-' and '.'"));
@@ -605,6 +616,7 @@ fn tiers(cx: &Cx<'_>, raw: &RawConfig) -> Result<HashMap<String, Arc<Tier>>, Con
             name.clone(),
             Arc::new(Tier {
                 name: name.as_str().into(),
+                index,
                 limits,
                 shadow: t.shadow,
                 limit_headers,
@@ -726,7 +738,10 @@ keys:
         assert_eq!(s.tiers["free"].limits[0].name.as_ref(), "per_minute");
         assert!(s.key_for(b"free-demo-key").is_some());
         assert!(s.key_for(b"other").is_none());
-        assert_eq!(s.routes[s.route_for("/x").unwrap()].upstream, "echo");
+        assert_eq!(
+            s.routes[s.route_for("/x", &http::Method::GET).unwrap()].upstream,
+            "echo"
+        );
     }
 
     #[test]

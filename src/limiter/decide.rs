@@ -97,8 +97,9 @@ impl Limiter {
         self.breaker.is_open()
     }
 
-    /// Decides one request. The over-limit cache keys a denial by the first budget's identity
-    /// and `scope` (the tier), and `generation` ties it to the config it was made under.
+    /// Decides one request. The over-limit cache keys a denial by every budget's identity and
+    /// `scope` (the tier, route and method the budgets were planned for), and `generation`
+    /// ties it to the config it was made under.
     pub async fn decide(
         &self,
         budgets: &[Budget<'_>],
@@ -106,7 +107,7 @@ impl Limiter {
         scope: &str,
         generation: u64,
     ) -> Outcome {
-        let Some(first) = budgets.first().filter(|_| super::limit_count(budgets) > 0) else {
+        if super::limit_count(budgets) == 0 {
             return Outcome::Decided {
                 verdict: Verdict {
                     allowed: true,
@@ -116,7 +117,8 @@ impl Limiter {
             };
         };
         if let Some(cache) = &self.over_limit {
-            if let Some(verdict) = cache.get(first.identity, scope, generation) {
+            if let Some(verdict) = cache.get(budgets.iter().map(|b| b.identity), scope, generation)
+            {
                 return Outcome::Decided {
                     verdict,
                     source: Source::Cache,
@@ -132,7 +134,12 @@ impl Limiter {
             Ok(verdict) => {
                 self.breaker.on_success(permit);
                 if let Some(cache) = &self.over_limit {
-                    cache.put(first.identity, scope, generation, &verdict);
+                    cache.put(
+                        budgets.iter().map(|b| b.identity),
+                        scope,
+                        generation,
+                        &verdict,
+                    );
                 }
                 Outcome::Decided {
                     verdict,

@@ -176,7 +176,7 @@ impl ClusterConn {
         sha: &str,
         body: &str,
         keys: &[&str],
-        args: &[u64],
+        args: &[i64],
     ) -> RedisResult<Vec<i64>> {
         self.begin();
         let r = self.eval_inner(sha, body, keys, args).await;
@@ -188,7 +188,7 @@ impl ClusterConn {
         sha: &str,
         body: &str,
         keys: &[&str],
-        args: &[u64],
+        args: &[i64],
     ) -> RedisResult<Vec<i64>> {
         let mut conn = self.connection();
         let script_cmd = |name: &str, script: &str| {

@@ -28,7 +28,9 @@ use crate::metrics;
 
 mod cluster;
 mod single;
+mod split;
 use cluster::ClusterConn;
+pub use split::{slot_of, REFUND_LUA};
 
 /// The shipped script: the four algorithms, then the dispatcher that calls them.
 pub const RATELIMIT_LUA: &str = concat!(
@@ -45,8 +47,22 @@ pub const RATELIMIT_LUA: &str = concat!(
 
 enum Conn {
     Single(ConnectionManager),
-    /// Redirections, NOSCRIPT and retries are handled in `cluster.rs`.
-    Cluster(Box<ClusterConn>),
+    /// Redirections, NOSCRIPT and retries are handled in `cluster.rs`; budgets over several
+    /// slots in `split.rs`.
+    Cluster(std::sync::Arc<ClusterConn>),
+}
+
+static RATELIMIT_SHA: once_cell::sync::Lazy<String> =
+    once_cell::sync::Lazy::new(|| redis::Script::new(RATELIMIT_LUA).get_hash().to_string());
+static REFUND_SHA: once_cell::sync::Lazy<String> =
+    once_cell::sync::Lazy::new(|| redis::Script::new(REFUND_LUA).get_hash().to_string());
+
+fn ratelimit_sha() -> &'static str {
+    &RATELIMIT_SHA
+}
+
+fn refund_sha() -> &'static str {
+    &REFUND_SHA
 }
 
 pub struct RedisStore {
@@ -75,10 +91,9 @@ impl RedisStore {
     async fn connect(&self) -> Result<Conn, RedisError> {
         match &self.target {
             RedisTarget::Single(url) => Ok(Conn::Single(single::connect(url, self.timeout)?)),
-            RedisTarget::Cluster(urls) => Ok(Conn::Cluster(Box::new(ClusterConn::connect(
-                urls,
-                self.timeout,
-            )?))),
+            RedisTarget::Cluster(urls) => Ok(Conn::Cluster(std::sync::Arc::new(
+                ClusterConn::connect(urls, self.timeout)?,
+            ))),
         }
     }
 
@@ -90,24 +105,30 @@ impl RedisStore {
     }
 
     /// One script call: `KEYS` are every limit's key; `ARGV` is now (0: Redis `TIME`), the
-    /// cost, then algorithm, limit and window of each limit, in the same order.
-    async fn invoke(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Vec<i64>, StoreError> {
+    /// cost, then algorithm, limit and window of each limit, in the same order. On a cluster,
+    /// budgets in several slots take one call per slot (`split.rs`).
+    async fn invoke(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError> {
+        let n = limit_count(budgets);
         let keys = self.keys.keys(budgets);
-        let now_us = self.clock.fixed_us().unwrap_or(0);
-        let mut args = Vec::with_capacity(2 + 3 * keys.len());
-        args.extend([now_us, cost]);
-        for l in budgets.iter().flat_map(|b| b.limits) {
-            args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
-        }
+        let now_us = self.clock.fixed_us().unwrap_or(0) as i64;
         let res = match self.conn().await? {
-            Conn::Single(c) => single::eval(c, &self.script, &keys, &args).await,
+            Conn::Single(c) => {
+                let args = split::script_args(budgets, now_us, cost);
+                single::eval(c, &self.script, &keys, &args).await
+            }
             Conn::Cluster(c) => {
+                let groups = split::group_by_slot(budgets);
+                if groups.len() > 1 {
+                    return split::check_split(c, &self.keys, groups, budgets, cost)
+                        .await
+                        .map_err(|e| classify(&e));
+                }
+                let args = split::script_args(budgets, now_us, cost);
                 let keys: Vec<&str> = keys.iter().collect();
-                c.eval(self.script.get_hash(), RATELIMIT_LUA, &keys, &args)
-                    .await
+                c.eval(ratelimit_sha(), RATELIMIT_LUA, &keys, &args).await
             }
         };
-        res.map_err(|e| classify(&e))
+        decode(&res.map_err(|e| classify(&e))?, n)
     }
 }
 
@@ -186,7 +207,7 @@ impl Store for RedisStore {
             .await
             .unwrap_or(Err(StoreError::Timeout));
         metrics::observe_store("check", started.elapsed());
-        decode(&res?, limit_count(budgets))
+        res
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
