@@ -580,3 +580,6 @@ pub fn echo_named(name: &str) -> Echo {
 pub mod load;
 
 pub mod cluster;
+
+#[allow(dead_code)]
+pub mod policies;

@@ -126,20 +126,20 @@ fn by(cx: &Cx<'_>, f: &str, by: Option<&str>) -> Result<By, ConfigError> {
         "identity" => By::Identity,
         "ip" => By::Ip,
         "global" => By::Global,
-        other => {
-            match other.strip_prefix("header:") {
-                Some(h) => By::Header(
-                    http::HeaderName::from_bytes(h.trim().as_bytes())
-                        .map_err(|_| cx.at(f, format!("'{h}' is not a header name")))?,
-                ),
-                None => return Err(cx.at(
+        other => match other.strip_prefix("header:") {
+            Some(h) => By::Header(
+                http::HeaderName::from_bytes(h.trim().as_bytes())
+                    .map_err(|_| cx.at(f, format!("'{h}' is not a header name")))?,
+            ),
+            None => {
+                return Err(cx.at(
                     f,
                     format!(
                         "unknown `by` '{other}' (expected identity, ip, global or header:<name>)"
                     ),
-                )),
+                ))
             }
-        }
+        },
     })
 }
 

@@ -119,7 +119,8 @@ impl RedisStore {
             Conn::Cluster(c) => {
                 let groups = split::group_by_slot(budgets);
                 if groups.len() > 1 {
-                    return split::check_split(c, &self.keys, groups, budgets, cost)
+                    let fixed = self.clock.fixed_us();
+                    return split::check_split(c, &self.keys, groups, budgets, cost, fixed)
                         .await
                         .map_err(|e| classify(&e));
                 }

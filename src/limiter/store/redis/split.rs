@@ -85,20 +85,29 @@ pub async fn check_split(
     groups: Vec<Vec<usize>>,
     budgets: &[Budget<'_>],
     cost: u64,
+    fixed_now_us: Option<u64>,
 ) -> Result<Verdict, redis::RedisError> {
     let sha = super::ratelimit_sha();
+    // -1: Redis TIME, reported back for the refund. A fixed clock (tests) is its own report.
+    let now_arg = fixed_now_us.map_or(-1, |t| t as i64);
     let per_group: Vec<Vec<Budget<'_>>> = groups
         .iter()
         .map(|g| g.iter().map(|&i| budgets[i]).collect())
         .collect();
     let calls = per_group.iter().map(|bs| {
         let set = keys.keys(bs);
-        let args = script_args(bs, -1, cost);
+        let args = script_args(bs, now_arg, cost);
         let n = crate::limiter::limit_count(bs);
         async move {
             let keys: Vec<&str> = set.iter().collect();
             let raw = conn.eval(sha, super::RATELIMIT_LUA, &keys, &args).await?;
-            decode_with_time(&raw, n)
+            match now_arg {
+                -1 => decode_with_time(&raw, n),
+                at_us => Ok(GroupAnswer {
+                    verdict: super::decode(&raw, n).map_err(|e| protocol(&e.to_string()))?,
+                    at_us,
+                }),
+            }
         }
     });
     let answers = futures::future::join_all(calls).await;
