@@ -4,7 +4,7 @@
 //! judges new identities in the tier's overflow bucket.
 mod common;
 
-use common::policies::{burst, key, policy_config};
+use common::policies::{burst, key, policy_config, SMALL_KEYS};
 use common::*;
 use reqwest::Method;
 
@@ -128,8 +128,8 @@ fn every_kind_is_exact(tg: &Tollgate) {
 }
 
 /// A refusal by a global budget leaves the caller's own budget untouched.
-fn global_refusal_charges_nothing(tg: &Tollgate) {
-    let sam = [("x-api-key", "small-key")];
+fn global_refusal_charges_nothing(tg: &Tollgate, small_key: &'static str) {
+    let sam = [("x-api-key", small_key)];
     for _ in 0..3 {
         assert_eq!(send(tg, Method::GET, "/g/x", &sam).status(), 200);
     }
@@ -140,7 +140,7 @@ fn global_refusal_charges_nothing(tg: &Tollgate) {
     // Own limit 10: 3 were admitted, the 4 refusals took nothing.
     let r = send(tg, Method::GET, "/api/x", &sam);
     assert_eq!(header(&r, "ratelimit"), "\"own\";r=6;t=60");
-    let b = burst(&tg.url("/api/x"), Method::GET, 20, key("small-key"));
+    let b = burst(&tg.url("/api/x"), Method::GET, 20, key(small_key));
     assert_eq!((b.ok, b.limited), (6, 14), "{b:?}");
 }
 
@@ -169,7 +169,7 @@ fn policies_on_the_in_process_store() {
     let echo = Echo::start();
     let tg = Tollgate::start(&policy_config("", &echo.addr(), ""));
     every_kind_is_exact(&tg);
-    global_refusal_charges_nothing(&tg);
+    global_refusal_charges_nothing(&tg, "small-key");
     method_policies(&tg);
 }
 
@@ -183,7 +183,7 @@ fn policies_on_redis() {
         "",
     ));
     every_kind_is_exact(&tg);
-    global_refusal_charges_nothing(&tg);
+    global_refusal_charges_nothing(&tg, "small-key");
     method_policies(&tg);
     // Key names: the policy is in every one, header values only as digests.
     let keys = redis.cli(&["--scan", "--pattern", "tollgate:*"]);
@@ -242,4 +242,43 @@ fn a_full_in_process_store_judges_new_identities_in_the_overflow_bucket() {
     // The identities held keep their own buckets.
     assert_eq!(anonymous_from(&tg, "10.0.0.1", 6), 4);
     assert!(tg.metric("tollgate_store_overflow_total") >= 10.0);
+}
+
+/// On a real 3-master Redis Cluster, where the caller's budget and the shared ones live on
+/// different masters: every kind is still exact, and a refusal by any slot is refunded by
+/// the others.
+#[test]
+fn policies_on_a_redis_cluster() {
+    use tollgate::identity::{digest, StoreIdentity};
+    use tollgate::limiter::store::redis::slot_of;
+
+    let cluster = common::cluster::RedisCluster::start();
+    let global = cluster.keyslot("tollgate:{global}:guard.0:sl");
+    assert_eq!(global, slot_of("global"));
+    // A caller whose own budget lives on another master than the global one.
+    let small_key = SMALL_KEYS
+        .into_iter()
+        .find(|k| {
+            let id = StoreIdentity::for_key(&digest(k.as_bytes()));
+            let own = cluster.keyslot(&format!("tollgate:{{{id}}}:own:sl"));
+            assert_eq!(own, slot_of(id.as_str()));
+            cluster.master_of(own) != cluster.master_of(global)
+        })
+        .expect("a small-tier key on another master than {global}");
+    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let section = format!(
+        "redis:\n  cluster: [{}]\n  timeout_ms: 2000\n  on_error: fail_closed\n",
+        urls.join(", ")
+    );
+    let echo = Echo::start();
+    let tg = Tollgate::start(&policy_config(&section, &echo.addr(), ""));
+    every_kind_is_exact(&tg);
+    global_refusal_charges_nothing(&tg, small_key);
+    assert!(
+        metric_value(
+            &tg.metrics(),
+            "tollgate_store_operations_total{op=\"refund\"}"
+        ) >= 1.0,
+        "the guard's refusals were refunded across slots"
+    );
 }

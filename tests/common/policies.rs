@@ -65,6 +65,9 @@ keys:
   - {{ id: alice, key: "free-demo-key", tier: free }}
   - {{ id: carol, key: "internal-demo-key", tier: internal }}
   - {{ id: sam, key: "small-key", tier: small }}
+  - {{ id: sam-b, key: "small-key-b", tier: small }}
+  - {{ id: sam-c, key: "small-key-c", tier: small }}
+  - {{ id: sam-d, key: "small-key-d", tier: small }}
   - {{ id: dave, key: "internal-two", tier: internal }}
 "#
     )
@@ -127,6 +130,9 @@ pub fn burst(
         other: counts[2].load(Ordering::Relaxed),
     }
 }
+
+/// Keys of the `small` tier (own limit 10), for tests that need one in a given slot.
+pub const SMALL_KEYS: [&str; 4] = ["small-key", "small-key-b", "small-key-c", "small-key-d"];
 
 pub fn key(k: &'static str) -> impl Fn(usize) -> Vec<(&'static str, String)> + Send + Sync {
     move |_| vec![("x-api-key", k.to_string())]
