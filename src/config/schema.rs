@@ -55,8 +55,8 @@ fn default_memory_max_identities() -> u64 {
 #[serde(deny_unknown_fields)]
 pub struct RawPolicy {
     pub name: String,
-    #[serde(default, rename = "match")]
-    pub matches: RawMatch,
+    #[serde(default)]
+    pub r#match: RawMatch,
     /// `identity` (default), `ip`, `global` or `header:<name>`.
     pub by: Option<String>,
     pub limits: Option<Vec<RawLimit>>,

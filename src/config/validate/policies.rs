@@ -81,7 +81,7 @@ fn policy(
         ));
     }
     let by = by(cx, &format!("{f}.by"), p.by.as_deref())?;
-    if let Some(rs) = &p.matches.routes {
+    if let Some(rs) = &p.r#match.routes {
         if rs.is_empty() {
             return Err(cx.at(
                 &format!("{f}.match.routes"),
@@ -99,7 +99,7 @@ fn policy(
             }
         }
     }
-    if let Some(ms) = &p.matches.methods {
+    if let Some(ms) = &p.r#match.methods {
         check_methods(cx, &format!("{f}.match.methods"), ms)?;
     }
     let limits = match (&p.limits, &p.tiers) {
@@ -115,8 +115,8 @@ fn policy(
     Ok(Policy {
         name: p.name.as_str().into(),
         by,
-        routes: p.matches.routes.clone(),
-        methods: parse_methods(&p.matches.methods),
+        routes: p.r#match.routes.clone(),
+        methods: parse_methods(&p.r#match.methods),
         limits,
     })
 }
