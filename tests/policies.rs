@@ -67,6 +67,23 @@ fn every_kind_is_exact(tg: &Tollgate) {
     let r = send(tg, Method::GET, "/api/x", &[("x-api-key", "free-demo-key")]);
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "ratelimit"), "\"per_minute\";r=19;t=60");
+    // The admin API shows the by-identity policy beside the tier, whatever the route.
+    let usage: serde_json::Value = client()
+        .get(tg.admin_url("/v1/keys/alice"))
+        .send()
+        .and_then(|r| r.json())
+        .expect("admin usage");
+    let used = |name: &str| {
+        usage["limits"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["name"] == name))
+            .map(|l| l["used"].as_u64().unwrap_or(99))
+    };
+    assert_eq!(
+        (used("per_minute"), used("per-id.0")),
+        (Some(41), Some(40)),
+        "{usage}"
+    );
 
     // by: ip, whoever the caller: two internal keys (no limits of their own) share 30.
     let b = burst(&tg.url("/login/x"), Method::POST, 100, |i| {

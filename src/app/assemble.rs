@@ -8,16 +8,19 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::config::reload::ApplyConfig;
 use crate::config::Snapshot;
 use crate::limiter::{Clock, Limiter, MemoryStore, RedisSettings, RedisStore};
 use crate::state::{Generation, SharedState};
+use crate::top_limited::TopLimited;
 use crate::upstream::UpstreamPool;
 
 pub struct Assembler {
     state: Arc<SharedState>,
     memory: Arc<MemoryStore>,
+    top: Arc<TopLimited>,
     counter: AtomicU64,
 }
 
@@ -27,10 +30,12 @@ impl Assembler {
         let memory = Arc::new(MemoryStore::new());
         // Expired entries go within a second, with or without traffic.
         memory.start_sweeper(std::time::Duration::from_secs(1));
-        let first = build(1, snapshot, None, &memory)?;
+        let top = Arc::new(TopLimited::new());
+        let first = build(1, snapshot, None, &memory, &top)?;
         Ok(Assembler {
             state: SharedState::new(first),
             memory,
+            top,
             counter: AtomicU64::new(1),
         })
     }
@@ -45,6 +50,7 @@ fn build(
     snapshot: Snapshot,
     previous: Option<&Generation>,
     memory: &Arc<MemoryStore>,
+    top: &Arc<TopLimited>,
 ) -> Result<Generation, String> {
     let mut upstreams = HashMap::new();
     for (name, settings) in &snapshot.upstreams {
@@ -69,6 +75,8 @@ fn build(
         snapshot: Arc::new(snapshot),
         upstreams,
         limiter,
+        top: top.clone(),
+        loaded_at: SystemTime::now(),
     })
 }
 
@@ -100,7 +108,7 @@ impl ApplyConfig for Assembler {
             ));
         }
         let number = self.counter.fetch_add(1, Ordering::AcqRel) + 1;
-        let next = build(number, snapshot, Some(&current), &self.memory)?;
+        let next = build(number, snapshot, Some(&current), &self.memory, &self.top)?;
         self.state.store(next);
         Ok(number)
     }

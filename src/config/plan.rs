@@ -107,3 +107,23 @@ impl RoutePlans {
         plans.get(tier)
     }
 }
+
+impl super::Snapshot {
+    /// Every `by: identity` policy limit a caller of `tier` is counted in on some route and
+    /// method (once each): what the admin API reads and clears beside the tier's own limits.
+    pub fn identity_policy_limits(&self, tier: &super::Tier) -> Vec<Limit> {
+        let mut out: Vec<Limit> = Vec::new();
+        for route in &self.plans {
+            let tables = std::iter::once(&route.other).chain(route.methods.iter().map(|(_, p)| p));
+            for plan in tables.filter_map(|plans| plans.get(tier.index)) {
+                let own = plan.budgets.iter().skip(1).filter(|b| b.by == By::Identity);
+                for l in own.flat_map(|b| &b.limits) {
+                    if !out.iter().any(|o| o.name == l.name) {
+                        out.push(l.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+}

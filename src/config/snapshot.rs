@@ -43,6 +43,8 @@ pub struct Snapshot {
     pub ipv6_prefix: u8,
     /// The most identities the in-process store holds.
     pub memory_max_identities: usize,
+    /// The admin API's bearer token, as a digest (`TOLLGATE_ADMIN_TOKEN` overrides it).
+    pub admin_token_sha256: Option<KeyDigest>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +139,11 @@ impl Snapshot {
     /// The budgets of a request on route `route` with `method` by a caller of `tier`.
     pub fn plan(&self, route: usize, method: &http::Method, tier: &Tier) -> Option<&Arc<Plan>> {
         self.plans.get(route)?.plan(method, tier.index)
+    }
+
+    /// The key entry with configured id `id` (any of its keys): a scan, for the admin API only.
+    pub fn key_by_id(&self, id: &str) -> Option<&Arc<KeyEntry>> {
+        self.keys.values().find(|k| &*k.id == id)
     }
 
     /// Looks a presented API key up by its digest, comparing digests in constant time.

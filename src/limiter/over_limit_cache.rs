@@ -81,6 +81,13 @@ impl OverLimitCache {
         Some(v)
     }
 
+    /// Forgets every cached denial (a reset of some identity's counters makes them stale).
+    pub fn clear(&self) {
+        for s in &self.shards {
+            s.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+    }
+
     /// Records a denial; the entry lives until the earliest moment Redis could admit again.
     pub fn put<'a>(
         &self,

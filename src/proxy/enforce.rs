@@ -54,6 +54,9 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
         .await;
     match outcome {
         Outcome::Decided { verdict, source } => {
+            if !verdict.allowed {
+                generation.top.record(identity.top_label());
+            }
             decided(session, ctx, plan, &slots, verdict, source, &tier).await
         }
         Outcome::FailOpen(_) => {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{KeyBuilder, Store, StoreError};
-use crate::limiter::{Algorithm, Budget, Clock, Limit, Verdict};
+use crate::limiter::{Algorithm, Budget, Clock, Limit, Usage, Verdict};
 use crate::metrics;
 
 mod capacity;
@@ -150,8 +150,38 @@ impl MemoryStore {
 
     /// [`Store::check`] without the future, for callers that cannot await (the local fallback).
     pub fn check_sync(&self, budgets: &[Budget<'_>], cost: u64) -> Verdict {
+        self.run(budgets, i128::from(cost.max(1)), true)
+    }
+
+    /// [`Store::peek`] without the future: every check at cost 0, and no commit.
+    pub fn peek_sync(&self, budgets: &[Budget<'_>]) -> Vec<Usage> {
+        let v = self.run(budgets, 0, false);
+        let limits = budgets.iter().flat_map(|b| b.limits);
+        v.outcomes
+            .iter()
+            .zip(limits)
+            .map(|(o, l)| Usage::new(l, o.remaining, o.reset_ms))
+            .collect()
+    }
+
+    /// [`Store::reset`] without the future.
+    pub fn reset_sync(&self, budgets: &[Budget<'_>]) {
+        let keys = self.keys.keys(budgets);
+        let mut k = 0;
+        for b in budgets {
+            let mut shard = lock(&self.shards[self.shard_index(b.identity)]);
+            for _ in b.limits {
+                let freed = shard.remove(keys.get(k));
+                self.capacity.release(freed);
+                k += 1;
+            }
+        }
+    }
+
+    /// Checks every limit at `cost`, then commits all of them when all admit and `commit` holds
+    /// (a peek never takes a place for a new identity, nor reads an overflow bucket for it).
+    fn run(&self, budgets: &[Budget<'_>], cost: i128, commit: bool) -> Verdict {
         let now = self.clock.now_us();
-        let cost = i128::from(cost.max(1));
         // Keys are built before taking any lock.
         let mut keys = self.keys.keys(budgets);
         let shard_of: Vec<usize> = budgets
@@ -169,7 +199,7 @@ impl MemoryStore {
         let mut reserved = 0;
         let mut spill = vec![false; budgets.len()];
         for (bi, b) in budgets.iter().enumerate() {
-            let new = !b.limits.is_empty() && !guards[guard_of(bi)].holds(b.identity);
+            let new = commit && !b.limits.is_empty() && !guards[guard_of(bi)].holds(b.identity);
             // Two budgets of one request may share a new identity: one place for both.
             let seen = budgets[..bi].iter().any(|o| o.identity == b.identity);
             if new && !seen {
@@ -221,7 +251,7 @@ impl MemoryStore {
                 k += 1;
             }
         }
-        if !allowed {
+        if !(allowed && commit) {
             self.capacity.release(reserved);
             return Verdict { allowed, outcomes };
         }
@@ -271,6 +301,15 @@ impl Default for MemoryStore {
 impl Store for MemoryStore {
     async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError> {
         Ok(self.check_sync(budgets, cost))
+    }
+
+    async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError> {
+        Ok(self.peek_sync(budgets))
+    }
+
+    async fn reset(&self, budgets: &[Budget<'_>]) -> Result<(), StoreError> {
+        self.reset_sync(budgets);
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -335,6 +374,25 @@ impl Shard {
                 }
                 self.inserts += 1;
             }
+        }
+    }
+
+    /// Removes one key; returns 1 when that was its identity's last.
+    fn remove(&mut self, key: &str) -> usize {
+        if self.map.remove(key).is_none() {
+            return 0;
+        }
+        let identity = identity_of(key);
+        match self.identities.get_mut(identity) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                0
+            }
+            Some(_) => {
+                self.identities.remove(identity);
+                1
+            }
+            None => 0,
         }
     }
 

@@ -23,7 +23,7 @@ use redis::RedisError;
 use tokio::sync::OnceCell;
 
 use super::{KeyBuilder, Store, StoreError};
-use crate::limiter::{limit_count, Budget, Clock, LimitOutcome, RedisTarget, Verdict};
+use crate::limiter::{limit_count, Budget, Clock, LimitOutcome, RedisTarget, Usage, Verdict};
 use crate::metrics;
 
 mod cluster;
@@ -31,26 +31,6 @@ mod single;
 mod split;
 use cluster::ClusterConn;
 pub use split::{slot_of, REFUND_LUA};
-
-/// The shipped script: the four algorithms, then the dispatcher that calls them.
-pub const RATELIMIT_LUA: &str = concat!(
-    include_str!("../../../../scripts/redis/sliding_log.lua"),
-    "\n",
-    include_str!("../../../../scripts/redis/sliding_window.lua"),
-    "\n",
-    include_str!("../../../../scripts/redis/fixed_window.lua"),
-    "\n",
-    include_str!("../../../../scripts/redis/token_bucket.lua"),
-    "\n",
-    include_str!("../../../../scripts/redis/ratelimit.lua"),
-);
-
-enum Conn {
-    Single(ConnectionManager),
-    /// Redirections, NOSCRIPT and retries are handled in `cluster.rs`; budgets over several
-    /// slots in `split.rs`.
-    Cluster(std::sync::Arc<ClusterConn>),
-}
 
 static RATELIMIT_SHA: once_cell::sync::Lazy<String> =
     once_cell::sync::Lazy::new(|| redis::Script::new(RATELIMIT_LUA).get_hash().to_string());
@@ -65,12 +45,65 @@ fn refund_sha() -> &'static str {
     &REFUND_SHA
 }
 
+/// The four algorithms, which every script that reads counters starts with.
+macro_rules! algorithms {
+    () => {
+        concat!(
+            include_str!("../../../../scripts/redis/sliding_log.lua"),
+            "\n",
+            include_str!("../../../../scripts/redis/sliding_window.lua"),
+            "\n",
+            include_str!("../../../../scripts/redis/fixed_window.lua"),
+            "\n",
+            include_str!("../../../../scripts/redis/token_bucket.lua"),
+            "\n",
+        )
+    };
+}
+
+/// The shipped script: the four algorithms, then the dispatcher that calls them.
+pub const RATELIMIT_LUA: &str = concat!(
+    algorithms!(),
+    include_str!("../../../../scripts/redis/ratelimit.lua")
+);
+/// The read-only usage script of the admin API.
+pub const PEEK_LUA: &str = concat!(
+    algorithms!(),
+    include_str!("../../../../scripts/redis/peek.lua")
+);
+/// Clears an identity's counters.
+pub const RESET_LUA: &str = include_str!("../../../../scripts/redis/reset.lua");
+
+/// A script and its body, for EVALSHA with an EVAL fallback.
+struct Lua {
+    script: redis::Script,
+    body: &'static str,
+}
+
+impl Lua {
+    fn new(body: &'static str) -> Self {
+        Lua {
+            script: redis::Script::new(body),
+            body,
+        }
+    }
+}
+
+enum Conn {
+    Single(ConnectionManager),
+    /// Redirections, NOSCRIPT and retries are handled in `cluster.rs`; budgets over several
+    /// slots in `split.rs`.
+    Cluster(std::sync::Arc<ClusterConn>),
+}
+
 pub struct RedisStore {
     target: RedisTarget,
     keys: KeyBuilder,
     timeout: Duration,
     clock: Clock,
-    script: redis::Script,
+    ratelimit: Lua,
+    peek: Lua,
+    reset: Lua,
     conn: OnceCell<Conn>,
 }
 
@@ -83,7 +116,9 @@ impl RedisStore {
             keys: KeyBuilder::new(key_prefix),
             timeout,
             clock,
-            script: redis::Script::new(RATELIMIT_LUA),
+            ratelimit: Lua::new(RATELIMIT_LUA),
+            peek: Lua::new(PEEK_LUA),
+            reset: Lua::new(RESET_LUA),
             conn: OnceCell::new(),
         }
     }
@@ -105,35 +140,89 @@ impl RedisStore {
     }
 
     /// One script call: `KEYS` are every limit's key; `ARGV` is now (0: Redis `TIME`), the
-    /// cost, then algorithm, limit and window of each limit, in the same order. On a cluster,
-    /// budgets in several slots take one call per slot (`split.rs`).
-    async fn invoke(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError> {
-        let n = limit_count(budgets);
+    /// cost (none for peek and reset), then algorithm, limit and window of each limit, in the
+    /// same order.
+    async fn invoke(
+        &self,
+        lua: &Lua,
+        budgets: &[Budget<'_>],
+        cost: Option<u64>,
+    ) -> Result<Vec<i64>, StoreError> {
         let keys = self.keys.keys(budgets);
-        let now_us = self.clock.fixed_us().unwrap_or(0) as i64;
-        let res = match self.conn().await? {
-            Conn::Single(c) => {
-                let args = split::script_args(budgets, now_us, cost);
-                single::eval(c, &self.script, &keys, &args).await
+        let mut args: Vec<i64> = Vec::with_capacity(2 + 3 * keys.len());
+        args.push(self.clock.fixed_us().unwrap_or(0) as i64);
+        args.extend(cost.map(|c| c as i64));
+        for l in budgets.iter().flat_map(|b| b.limits) {
+            args.extend([
+                i64::from(l.algorithm.code()),
+                l.requests as i64,
+                l.window_ms as i64,
+            ]);
+        }
+        // The shared connection belongs to the proxy's runtime: a first call from the admin
+        // service (peek, reset) must not create it on its own one-thread runtime, so it uses a
+        // connection of its own until a request has made the shared one.
+        let owned;
+        let conn = match (cost, self.conn.get()) {
+            (None, None) => {
+                owned = self.connect().await.map_err(|e| classify(&e))?;
+                &owned
             }
+            _ => self.conn().await?,
+        };
+        let res = match conn {
+            Conn::Single(c) => single::eval(c, &lua.script, &keys, &args).await,
             Conn::Cluster(c) => {
-                let groups = split::group_by_slot(budgets);
-                if groups.len() > 1 {
-                    let fixed = self.clock.fixed_us();
-                    return split::check_split(c, &self.keys, groups, budgets, cost, fixed)
-                        .await
-                        .map_err(|e| classify(&e));
-                }
-                let args = split::script_args(budgets, now_us, cost);
                 let keys: Vec<&str> = keys.iter().collect();
-                c.eval(ratelimit_sha(), RATELIMIT_LUA, &keys, &args).await
+                c.eval(lua.script.get_hash(), lua.body, &keys, &args).await
             }
         };
-        decode(&res.map_err(|e| classify(&e))?, n)
+        res.map_err(|e| classify(&e))
+    }
+
+    /// `invoke` within the store's timeout, timed as `op`.
+    async fn timed(
+        &self,
+        op: &'static str,
+        lua: &Lua,
+        budgets: &[Budget<'_>],
+        cost: Option<u64>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let started = Instant::now();
+        let res = tokio::time::timeout(self.timeout, self.invoke(lua, budgets, cost))
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        metrics::observe_store(op, started.elapsed());
+        res
     }
 }
 
 impl RedisStore {
+    /// Budgets in several hash slots of a cluster: one call per slot, refunds when they
+    /// disagree (`split.rs`), within the store's timeout like any check.
+    async fn check_split(
+        &self,
+        groups: Vec<Vec<usize>>,
+        budgets: &[Budget<'_>],
+        cost: u64,
+    ) -> Result<Verdict, StoreError> {
+        let started = Instant::now();
+        let fut = async {
+            let Conn::Cluster(c) = self.conn().await? else {
+                return Err(StoreError::Protocol("hash slots without a cluster".into()));
+            };
+            let fixed = self.clock.fixed_us();
+            split::check_split(c, &self.keys, groups, budgets, cost, fixed)
+                .await
+                .map_err(|e| classify(&e))
+        };
+        let res = tokio::time::timeout(self.timeout, fut)
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        metrics::observe_store("check", started.elapsed());
+        res
+    }
+
     /// PING over a fresh connection to the first seed that answers; nothing is kept.
     async fn ping_standalone(&self) -> Result<(), StoreError> {
         let urls: &[String] = match &self.target {
@@ -177,6 +266,23 @@ fn classify(e: &RedisError) -> StoreError {
     }
 }
 
+/// Decodes `{n, (remaining, reset_ms) * n}` into the usage of each limit.
+fn decode_usage(raw: &[i64], budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError> {
+    let n = limit_count(budgets);
+    if raw.len() != 1 + 2 * n || raw[0] as usize != n {
+        return Err(StoreError::Protocol(format!(
+            "peek returned {} values for {n} limits",
+            raw.len()
+        )));
+    }
+    let limits = budgets.iter().flat_map(|b| b.limits);
+    Ok(raw[1..]
+        .chunks_exact(2)
+        .zip(limits)
+        .map(|(c, l)| Usage::new(l, c[0].max(0) as u64, c[1].max(0) as u64))
+        .collect())
+}
+
 /// Decodes `{allowed_all, n, (allowed, remaining, retry_ms, reset_ms) * n}`.
 fn decode(raw: &[i64], n: usize) -> Result<Verdict, StoreError> {
     if raw.len() != 2 + 4 * n || raw[1] as usize != n {
@@ -203,12 +309,28 @@ fn decode(raw: &[i64], n: usize) -> Result<Verdict, StoreError> {
 #[async_trait]
 impl Store for RedisStore {
     async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError> {
-        let started = Instant::now();
-        let res = tokio::time::timeout(self.timeout, self.invoke(budgets, cost))
+        if matches!(self.target, RedisTarget::Cluster(_)) {
+            let groups = split::group_by_slot(budgets);
+            if groups.len() > 1 {
+                return self.check_split(groups, budgets, cost).await;
+            }
+        }
+        let raw = self
+            .timed("check", &self.ratelimit, budgets, Some(cost))
+            .await?;
+        decode(&raw, limit_count(budgets))
+    }
+
+    async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError> {
+        let raw = self.timed("peek", &self.peek, budgets, None).await?;
+        decode_usage(&raw, budgets)
+    }
+
+    async fn reset(&self, budgets: &[Budget<'_>]) -> Result<(), StoreError> {
+        // Only KEYS matter to the reset script; `timed` adds the limits' arguments anyway.
+        self.timed("reset", &self.reset, budgets, None)
             .await
-            .unwrap_or(Err(StoreError::Timeout));
-        metrics::observe_store("check", started.elapsed());
-        res
+            .map(drop)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
