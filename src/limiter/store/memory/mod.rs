@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{KeyBuilder, Store, StoreError};
+use super::{KeyBuilder, KeySet, Store, StoreError};
 use crate::limiter::{Algorithm, Budget, Clock, Limit, Usage, Verdict};
 use crate::metrics;
 
@@ -195,42 +195,17 @@ impl MemoryStore {
             order.iter().map(|&i| lock(&self.shards[i])).collect();
         let guard_of = |budget: usize| order.binary_search(&shard_of[budget]).unwrap_or(0);
 
-        // New identities take a place first; without one they count in the overflow bucket.
-        let mut reserved = 0;
-        let mut spill = vec![false; budgets.len()];
-        for (bi, b) in budgets.iter().enumerate() {
-            let new = commit && !b.limits.is_empty() && !guards[guard_of(bi)].holds(b.identity);
-            // Two budgets of one request may share a new identity: one place for both.
-            let seen = budgets[..bi].iter().any(|o| o.identity == b.identity);
-            if new && !seen {
-                if self.capacity.try_reserve() {
-                    reserved += 1;
-                } else {
-                    spill[bi] = true;
-                }
-            } else if new {
-                spill[bi] = spill[budgets[..bi]
-                    .iter()
-                    .position(|o| o.identity == b.identity)
-                    .unwrap_or(bi)];
-            }
-        }
+        let holds = |bi: usize| guards[guard_of(bi)].holds(budgets[bi].identity);
+        let (reserved, spill) = match commit {
+            true => self.make_room(budgets, holds),
+            false => (0, vec![false; budgets.len()]),
+        };
         // The overflow shard is locked after every other one, so the lock order stays global.
         let mut overflow = None;
         if spill.iter().any(|&s| s) {
             overflow = Some(lock(&self.overflow));
             metrics::store_overflow();
-            let names: Vec<String> = budgets
-                .iter()
-                .map(|b| overflow_identity(b.overflow))
-                .collect();
-            let spilled: Vec<Budget<'_>> = budgets
-                .iter()
-                .zip(&names)
-                .zip(&spill)
-                .map(|((b, name), &s)| if s { Budget::new(name, b.limits) } else { *b })
-                .collect();
-            keys = self.keys.keys(&spilled);
+            keys = self.spilled_keys(budgets, &spill);
         }
 
         let mut outcomes = Vec::with_capacity(keys.len());
@@ -275,6 +250,47 @@ impl MemoryStore {
             self.capacity.release(freed);
         }
         Verdict { allowed, outcomes }
+    }
+
+    /// New identities take a place first; those that find none count in the overflow bucket
+    /// (`spill`). Returns the places taken, to give back if the request is refused.
+    fn make_room(
+        &self,
+        budgets: &[Budget<'_>],
+        holds: impl Fn(usize) -> bool,
+    ) -> (usize, Vec<bool>) {
+        let mut reserved = 0;
+        let mut spill = vec![false; budgets.len()];
+        for (bi, b) in budgets.iter().enumerate() {
+            if b.limits.is_empty() || holds(bi) {
+                continue;
+            }
+            // Two budgets of one request may share a new identity: one place for both.
+            match budgets[..bi]
+                .iter()
+                .position(|o| o.identity == b.identity && !o.limits.is_empty())
+            {
+                Some(first) => spill[bi] = spill[first],
+                None if self.capacity.try_reserve() => reserved += 1,
+                None => spill[bi] = true,
+            }
+        }
+        (reserved, spill)
+    }
+
+    /// The keys of `budgets`, the spilled ones under their overflow bucket's identity.
+    fn spilled_keys(&self, budgets: &[Budget<'_>], spill: &[bool]) -> KeySet {
+        let names: Vec<String> = budgets
+            .iter()
+            .map(|b| overflow_identity(b.overflow))
+            .collect();
+        let spilled: Vec<Budget<'_>> = budgets
+            .iter()
+            .zip(&names)
+            .zip(spill)
+            .map(|((b, name), &s)| if s { Budget::new(name, b.limits) } else { *b })
+            .collect();
+        self.keys.keys(&spilled)
     }
 
     fn shard_index(&self, identity: &str) -> usize {
