@@ -1,6 +1,5 @@
 //! Shared by the policy tests: a gateway config with one route per `by` kind, and a burst of
 //! concurrent clients that counts what was admitted.
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
