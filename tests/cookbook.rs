@@ -1,6 +1,6 @@
 //! The README's policy cookbook: every recipe in `conf/examples/` loads as shipped and, run on
 //! its own gateway in front of a real upstream, limits what it says it limits.
-mod common;
+pub mod common;
 
 use std::path::Path;
 

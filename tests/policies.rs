@@ -2,14 +2,16 @@
 //! exact under 64 concurrent clients, a refusal by a shared budget charges the caller nothing,
 //! methods pick routes and policies, IPv6 clients count by prefix, and a full in-process store
 //! judges new identities in the tier's overflow bucket.
-mod common;
+pub mod common;
 
 use common::policies::{burst, key, policy_config, SMALL_KEYS};
 use common::*;
 use reqwest::Method;
 
-fn redis_section(url: &str) -> String {
-    format!("redis:\n  url: \"{url}\"\n  timeout_ms: 2000\n  on_error: fail_closed\n")
+/// Redis with a generous timeout (a 64-client burst on a loaded box) and no fallback, so a
+/// store error would show as a 503, not as a wrong count.
+fn strict(redis: Redis) -> Redis {
+    redis.timeout_ms(2000).on_error("fail_closed")
 }
 
 fn violated(r: reqwest::blocking::Response) -> (u16, Vec<String>) {
@@ -184,7 +186,7 @@ fn method_policies(tg: &Tollgate) {
 #[test]
 fn policies_on_the_in_process_store() {
     let echo = Echo::start();
-    let tg = Tollgate::start(&policy_config("", &echo.addr(), ""));
+    let tg = Tollgate::start(&policy_config(None, &echo.addr()).to_yaml());
     every_kind_is_exact(&tg);
     global_refusal_charges_nothing(&tg, "small-key");
     method_policies(&tg);
@@ -194,11 +196,8 @@ fn policies_on_the_in_process_store() {
 fn policies_on_redis() {
     let redis = RedisServer::start();
     let echo = Echo::start();
-    let tg = Tollgate::start(&policy_config(
-        &redis_section(&redis.url()),
-        &echo.addr(),
-        "",
-    ));
+    let config = policy_config(Some(strict(Redis::url(&redis.url()))), &echo.addr());
+    let tg = Tollgate::start(&config.to_yaml());
     every_kind_is_exact(&tg);
     global_refusal_charges_nothing(&tg, "small-key");
     method_policies(&tg);
@@ -225,7 +224,7 @@ fn anonymous_from(tg: &Tollgate, ip: &str, n: usize) -> usize {
 #[test]
 fn ipv6_clients_count_by_prefix() {
     let echo = Echo::start();
-    let tg = Tollgate::start(&policy_config("", &echo.addr(), ""));
+    let tg = Tollgate::start(&policy_config(None, &echo.addr()).to_yaml());
     // Anonymous limit 5: two addresses of one /64 share it; another /64 has its own.
     assert_eq!(anonymous_from(&tg, "2001:db8:1:2::1", 3), 3);
     assert_eq!(anonymous_from(&tg, "2001:db8:1:2:ffff::9", 3), 2);
@@ -239,7 +238,7 @@ fn ipv6_clients_count_by_prefix() {
     });
     assert_eq!((b.ok, b.limited), (30, 30), "{b:?}");
 
-    let tg = Tollgate::start(&policy_config("", &echo.addr(), "  ipv6_prefix: 128"));
+    let tg = Tollgate::start(&policy_config(None, &echo.addr()).ipv6_prefix(128).to_yaml());
     assert_eq!(anonymous_from(&tg, "2001:db8:1:2::1", 6), 5);
     assert_eq!(anonymous_from(&tg, "2001:db8:1:2::2", 6), 5);
 }
@@ -247,7 +246,8 @@ fn ipv6_clients_count_by_prefix() {
 #[test]
 fn a_full_in_process_store_judges_new_identities_in_the_overflow_bucket() {
     let echo = Echo::start();
-    let tg = Tollgate::start(&policy_config("", &echo.addr(), "memory_max_identities: 3"));
+    let config = policy_config(None, &echo.addr()).memory_max_identities(3);
+    let tg = Tollgate::start(&config.to_yaml());
     for i in 1..=3 {
         assert_eq!(anonymous_from(&tg, &format!("10.0.0.{i}"), 1), 1);
     }
@@ -282,13 +282,9 @@ fn policies_on_a_redis_cluster() {
             cluster.master_of(own) != cluster.master_of(global)
         })
         .expect("a small-tier key on another master than {global}");
-    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
-    let section = format!(
-        "redis:\n  cluster: [{}]\n  timeout_ms: 2000\n  on_error: fail_closed\n",
-        urls.join(", ")
-    );
     let echo = Echo::start();
-    let tg = Tollgate::start(&policy_config(&section, &echo.addr(), ""));
+    let config = policy_config(Some(strict(Redis::cluster(&cluster.urls()))), &echo.addr());
+    let tg = Tollgate::start(&config.to_yaml());
     every_kind_is_exact(&tg);
     global_refusal_charges_nothing(&tg, small_key);
     assert!(

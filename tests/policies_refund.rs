@@ -1,7 +1,7 @@
 //! The refund across hash slots, algorithm by algorithm, on a real 3-master Redis Cluster: a
 //! request refused by one slot leaves every limit of the other slots exactly as the in-process
 //! store (which decides all budgets at once) leaves them.
-mod common;
+pub mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -8,8 +8,10 @@ use super::super::error::ConfigError;
 use super::super::plan::{By, Plan, PlanBudget, RoutePlans, TIER_POLICY};
 use super::super::schema::{RawConfig, RawLimit, RawPolicy};
 use super::super::snapshot::{Route, Tier};
+use super::context::Cx;
 use super::route_match::{check_methods, parse_methods};
-use super::{is_label, limit, limit_headers, unknown_tier, Cx};
+use super::tiers::{limit, limit_headers};
+use super::{is_label, unknown_tier};
 use crate::limiter::Limit;
 
 /// At most this many policies (each can add a budget to every request it matches).

@@ -1,16 +1,32 @@
 //! Route `name` and `methods`: what policies match and what the `route` label says.
 //!
-//! Names must be unique (policies refer to them). Two routes may share a prefix only when their
-//! methods do not overlap, so the longest-prefix rule still picks exactly one route.
+//! Two routes may share a prefix only when their methods do not overlap, so the longest-prefix
+//! rule still picks exactly one route (checked first: it is the likelier mistake). Names must
+//! be unique (policies refer to them).
 
 use std::collections::HashSet;
 
 use super::super::error::ConfigError;
 use super::super::schema::{RawConfig, RawRoute};
-use super::{is_label, Cx};
+use super::context::Cx;
+use super::is_label;
 
 /// Checks every route's name and methods, and that no two routes can match the same request.
 pub(super) fn check_routes(cx: &Cx<'_>, raw: &RawConfig) -> Result<(), ConfigError> {
+    for (i, r) in raw.routes.iter().enumerate() {
+        let clash = raw.routes[..i]
+            .iter()
+            .find(|o| o.prefix == r.prefix && overlap(&o.methods, &r.methods));
+        if clash.is_some() {
+            return Err(cx.at(
+                &format!("routes[{i}].prefix"),
+                format!(
+                    "duplicate prefix '{}' for the same methods (give each route its own `methods`)",
+                    r.prefix
+                ),
+            ));
+        }
+    }
     let mut names = HashSet::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let f = format!("routes[{i}]");
@@ -33,20 +49,6 @@ pub(super) fn check_routes(cx: &Cx<'_>, raw: &RawConfig) -> Result<(), ConfigErr
         }
         if let Some(ms) = &r.methods {
             check_methods(cx, &format!("{f}.methods"), ms)?;
-        }
-    }
-    for (i, r) in raw.routes.iter().enumerate() {
-        let clash = raw.routes[..i]
-            .iter()
-            .find(|o| o.prefix == r.prefix && overlap(&o.methods, &r.methods));
-        if clash.is_some() {
-            return Err(cx.at(
-                &format!("routes[{i}].prefix"),
-                format!(
-                    "duplicate prefix '{}' for the same methods (give each route its own `methods`)",
-                    r.prefix
-                ),
-            ));
         }
     }
     Ok(())
