@@ -9,6 +9,7 @@
 //! per-route plans), [`identity`] and [`keys`]; [`context`] turns serde's
 //! errors into positioned ones.
 
+mod breaker;
 mod context;
 mod identity;
 mod keys;

@@ -14,10 +14,15 @@
 //! for them; and a gateway that dies in that instant leaves them charged until the window
 //! passes. Both err towards refusing, never towards admitting more than the limits.
 
+use std::time::{Duration, Instant};
+
 use super::cluster::ClusterConn;
 use crate::limiter::store::KeyBuilder;
 use crate::limiter::{Budget, LimitOutcome, Verdict};
 use crate::metrics;
+
+/// How long a refund may keep retrying (redirections, TRYAGAIN) after it starts.
+const REFUND_DEADLINE: Duration = Duration::from_secs(2);
 
 /// The refund script, self-contained (`scripts/redis/refund.lua`).
 pub const REFUND_LUA: &str = include_str!("../../../../scripts/redis/refund.lua");
@@ -86,6 +91,7 @@ pub async fn check_split(
     budgets: &[Budget<'_>],
     cost: u64,
     fixed_now_us: Option<u64>,
+    deadline: Instant,
 ) -> Result<Verdict, redis::RedisError> {
     let sha = super::ratelimit_sha();
     // -1: Redis TIME, reported back for the refund. A fixed clock (tests) is its own report.
@@ -100,7 +106,9 @@ pub async fn check_split(
         let n = crate::limiter::limit_count(bs);
         async move {
             let keys: Vec<&str> = set.iter().collect();
-            let raw = conn.eval(sha, super::RATELIMIT_LUA, &keys, &args).await?;
+            let raw = conn
+                .eval(sha, super::RATELIMIT_LUA, &keys, &args, deadline)
+                .await?;
             match now_arg {
                 -1 => decode_with_time(&raw, n),
                 at_us => Ok(GroupAnswer {
@@ -166,7 +174,10 @@ fn spawn_refund(
     tokio::spawn(async move {
         let keys: Vec<&str> = owned.iter().map(String::as_str).collect();
         let sha = super::refund_sha();
-        if let Err(e) = conn.eval(sha, REFUND_LUA, &keys, &args).await {
+        // Not the request's budget: a refund may follow redirections for as long as a late
+        // answer could come.
+        let deadline = Instant::now() + REFUND_DEADLINE;
+        if let Err(e) = conn.eval(sha, REFUND_LUA, &keys, &args, deadline).await {
             metrics::store_error("refund");
             log::warn!("rate-limit store: refund across hash slots failed ({e}); those units stay charged until their window passes");
         }
