@@ -17,7 +17,8 @@
 //!   `scripts/redis/`) and in-process implementations, and the failure policy.
 //! * [`proxy`]: the Pingora `ProxyHttp` implementation and the answers it writes.
 //! * [`admin`], [`metrics`], [`access_log`], [`request_id`]: observability.
-//! * [`app`] and [`cli`]: wiring and the command line.
+//! * [`app`] and [`cli`]: wiring and the command line; [`log_redact`]: the logger, which
+//!   withholds secret header values at every level.
 
 pub mod access_log;
 pub mod admin;
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod limiter;
+pub mod log_redact;
 pub mod metrics;
 pub mod proxy;
 pub mod request_id;

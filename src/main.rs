@@ -2,7 +2,7 @@
 
 use clap::Parser;
 
-use tollgate::{app, cli::Cli};
+use tollgate::{app, cli, cli::Cli, log_redact};
 
 // glibc malloc was ~10% of the proxy's CPU in the benchmark profiles (bench/NOTES.md).
 #[global_allocator]
@@ -16,7 +16,19 @@ fn main() {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if cli.hash_key {
+        match cli::hash_key(std::io::stdin().lock()) {
+            Ok(line) => {
+                println!("{line}");
+                std::process::exit(0);
+            }
+            Err(msg) => {
+                eprintln!("tollgate: {msg}");
+                std::process::exit(1);
+            }
+        }
+    }
+    log_redact::init_logger();
 
     if cli.pingora.test {
         match app::check(&cli) {

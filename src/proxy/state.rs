@@ -60,6 +60,7 @@ fn build(
     previous: Option<&Generation>,
     memory: &Arc<MemoryStore>,
 ) -> Result<Generation, String> {
+    crate::log_redact::set_key_header(snapshot.key_header.as_str());
     let mut upstreams = HashMap::new();
     for (name, settings) in &snapshot.upstreams {
         let reuse = previous
