@@ -13,6 +13,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::cli::Cli;
 use crate::config::reload::Reloader;
+use crate::listener::{ConnectionRateFilter, Frontline};
 use crate::proxy::{Gateway, HealthChecker, SharedState};
 use crate::{access_log, config, metrics};
 
@@ -60,14 +61,16 @@ pub fn run(cli: Cli) -> Result<(), String> {
         HealthChecker::new(state.clone()),
     ));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(state.clone()),
-        "tollgate proxy",
-    );
+    let gateway = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
+    let mut proxy = Service::new("tollgate proxy".to_string(), Frontline::new(gateway));
     for addr in &listen {
         proxy.add_tcp(addr);
     }
+    let rate_state = state.clone();
+    proxy.set_connection_filter(Arc::new(ConnectionRateFilter::new(Arc::new(move || {
+        let c = rate_state.load().snapshot.connection_rate?;
+        Some((c.per_ip, c.window))
+    }))));
     server.add_service(proxy);
 
     let mut admin = Service::new(

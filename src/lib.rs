@@ -17,6 +17,8 @@
 //!   `scripts/redis/`) and in-process implementations, and the failure policy.
 //! * [`proxy`]: the Pingora `ProxyHttp` implementation and the answers it writes.
 //! * [`admin`], [`metrics`], [`access_log`], [`request_id`]: observability.
+//! * [`listener`]: the per-IP connection rate decided at accept time, and the HTTP/1 wire
+//!   guards under Pingora's parser.
 //! * [`app`] and [`cli`]: wiring and the command line; [`log_redact`]: the logger, which
 //!   withholds secret header values at every level.
 
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod limiter;
+pub mod listener;
 pub mod log_redact;
 pub mod metrics;
 pub mod proxy;

@@ -114,7 +114,9 @@ pub fn redact(message: &str) -> String {
 /// `name=v`. None when the name is part of a longer word or no separator follows.
 fn value_span(b: &[u8], start: usize, after: usize) -> Option<(usize, usize)> {
     let word = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
-    if start > 0 && word(b[start - 1]) {
+    // A printed `\r` / `\n` escape right before the name is a line break, not a word.
+    let after_escape = start >= 2 && b[start - 2] == b'\\' && matches!(b[start - 1], b'r' | b'n');
+    if start > 0 && word(b[start - 1]) && !after_escape {
         return None;
     }
     let mut p = after;
@@ -174,7 +176,7 @@ mod tests {
     #[test]
     fn configured_header_and_word_boundaries() {
         set_key_header("X-Tenant-Secret");
-        let r = redact("x-tenant-secret: s3 and my-authorization: keep");
+        let r = redact("x-tenant-secret: s3\nmy-authorization: keep");
         assert!(!r.contains("s3"), "{r}");
         assert!(r.contains("my-authorization: keep"), "{r}");
         assert_eq!(redact("nothing here"), "nothing here");

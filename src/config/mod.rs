@@ -16,7 +16,7 @@ mod validate;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use snapshot::{
-    AccessLogSettings, AnonymousPolicy, HealthCheckSettings, KeyEntry, LimitHeaders, OnError,
+    AccessLogSettings, AnonymousPolicy, ConnectionRateSettings, HealthCheckSettings, KeyEntry, LimitHeaders, OnError,
     RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
 };
 pub use validate::{load_file, load_str};

@@ -37,6 +37,14 @@ pub struct Snapshot {
     /// SHA-256 of the API key → key entry.
     pub keys: HashMap<[u8; 32], Arc<KeyEntry>, ahash::RandomState>,
     pub access_log: AccessLogSettings,
+    pub connection_rate: Option<ConnectionRateSettings>,
+}
+
+/// `connection_rate`: at most `per_ip` new connections per `window` from one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionRateSettings {
+    pub per_ip: u32,
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

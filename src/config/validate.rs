@@ -251,6 +251,12 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
         return Err(cx.at("access_log.sample", "must be between 0.0 and 1.0"));
     }
 
+    let connection_rate = raw
+        .connection_rate
+        .as_ref()
+        .map(|c| connection_rate(cx, c))
+        .transpose()?;
+
     Ok(Snapshot {
         source: cx.path.to_path_buf(),
         content_hash,
@@ -270,6 +276,25 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
             path: log.path.clone(),
             sample: log.sample,
         },
+        connection_rate,
+    })
+}
+
+fn connection_rate(
+    cx: &Cx<'_>,
+    c: &super::schema::RawConnectionRate,
+) -> Result<ConnectionRateSettings, ConfigError> {
+    // The accept-time table counts up to 65535 per address and window.
+    if !(1..=65_535).contains(&c.per_ip) {
+        return Err(cx.at("connection_rate.per_ip", "must be between 1 and 65535"));
+    }
+    let window = c.window.0;
+    if window < Duration::from_millis(100) || window > Duration::from_secs(3600) {
+        return Err(cx.at("connection_rate.window", "must be between 100ms and 1h"));
+    }
+    Ok(ConnectionRateSettings {
+        per_ip: c.per_ip,
+        window,
     })
 }
 
