@@ -19,10 +19,6 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == 0x7f || matches!(b, b' ' | b'<' | b'>' | b'"')
 }
 
-fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
 /// Where the target of a request line ends: the last ` HTTP/<digit>` (Pingora's greedy `(.+)`).
 fn target_end(line: &[u8]) -> Option<usize> {
     memchr::memmem::rfind_iter(line, b" HTTP/").find(|&i| line.get(i + 6).is_some_and(u8::is_ascii_digit))
