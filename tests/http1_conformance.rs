@@ -3,10 +3,9 @@
 //! before a refusal so that the connection survives it.
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::wire::Conn;
 use common::*;
 
 const KEY: &str = "free-demo-key";
@@ -15,106 +14,6 @@ fn start() -> (Echo, Tollgate) {
     let echo = Echo::start();
     let tg = Tollgate::start(&config(None, &echo.addr(), ""));
     (echo, tg)
-}
-
-/// One connection that answers are read from one at a time, framed by Content-Length or
-/// chunked encoding, so it can be asked whether it is still open afterwards.
-struct Conn {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    fn open(port: u16) -> Conn {
-        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-        Conn { s, buf: Vec::new() }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).expect("write");
-    }
-
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 16 * 1024];
-        match self.s.read(&mut chunk) {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
-    }
-
-    /// The next complete response, or None when the connection ends first.
-    fn response(&mut self) -> Option<RawResponse> {
-        loop {
-            if let Some((resp, used)) = frame(&self.buf) {
-                self.buf.drain(..used);
-                return Some(resp);
-            }
-            if !self.fill() {
-                return None;
-            }
-        }
-    }
-
-    /// Whether the server closed the connection (EOF) within `wait`.
-    fn closed_within(&mut self, wait: Duration) -> bool {
-        self.s.set_read_timeout(Some(wait)).expect("timeout");
-        let mut b = [0u8; 1];
-        let closed = matches!(self.s.read(&mut b), Ok(0))
-            || matches!(self.s.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset);
-        self.s
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        closed
-    }
-}
-
-/// Splits one response off the front of `buf`: (response with its body, bytes used).
-fn frame(buf: &[u8]) -> Option<(RawResponse, usize)> {
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let mut resp = parse_response(&buf[..head_end])?;
-    if let Some(len) = resp.header("content-length") {
-        let len: usize = len.parse().ok()?;
-        let end = head_end + len;
-        if buf.len() < end {
-            return None;
-        }
-        resp.body = buf[head_end..end].to_vec();
-        return Some((resp, end));
-    }
-    if resp
-        .header("transfer-encoding")
-        .is_some_and(|t| t.contains("chunked"))
-    {
-        let (body, used) = dechunk(&buf[head_end..])?;
-        resp.body = body;
-        return Some((resp, head_end + used));
-    }
-    resp.body = Vec::new();
-    Some((resp, head_end))
-}
-
-fn dechunk(mut b: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let total = b.len();
-    let mut body = Vec::new();
-    loop {
-        let line_end = b.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..line_end]).ok()?.trim(), 16).ok()?;
-        b = &b[line_end + 2..];
-        if size == 0 {
-            let end = b.windows(2).position(|w| w == b"\r\n")?;
-            b = &b[end + 2..];
-            return Some((body, total - b.len()));
-        }
-        if b.len() < size + 2 {
-            return None;
-        }
-        body.extend_from_slice(&b[..size]);
-        b = &b[size + 2..];
-    }
 }
 
 fn assert_problem(r: &RawResponse, status: u16) -> serde_json::Value {

@@ -579,4 +579,6 @@ pub fn echo_named(name: &str) -> Echo {
 
 pub mod load;
 
+pub mod wire;
+
 pub mod cluster;
