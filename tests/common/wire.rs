@@ -21,6 +21,26 @@ impl Conn {
         Conn { s, buf: Vec::new() }
     }
 
+    /// Opens a connection from local address `from` (another loopback address is another
+    /// client as far as per-IP limits go).
+    pub fn open_from(from: &str, port: u16) -> Conn {
+        let sock = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let s = rt
+            .block_on(async {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(format!("{from}:0").parse().expect("address"))?;
+                socket.connect(sock).await?.into_std()
+            })
+            .expect("connect");
+        s.set_nonblocking(false).expect("blocking");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        Conn { s, buf: Vec::new() }
+    }
+
     pub fn send(&mut self, bytes: &[u8]) {
         self.s.write_all(bytes).expect("write");
     }
