@@ -119,10 +119,17 @@ fn value_span(b: &[u8], start: usize, after: usize) -> Option<(usize, usize)> {
     if start > 0 && word(b[start - 1]) && !after_escape {
         return None;
     }
+    // A quote around the name or value may itself be printed escaped (`\"`), as in a JSON
+    // body shown as a byte string.
+    let skip_quote = |p: &mut usize| {
+        if b.get(*p) == Some(&b'\\') && b.get(*p + 1) == Some(&b'"') {
+            *p += 2;
+        } else if b.get(*p) == Some(&b'"') {
+            *p += 1;
+        }
+    };
     let mut p = after;
-    if b.get(p) == Some(&b'"') {
-        p += 1;
-    }
+    skip_quote(&mut p);
     while b.get(p) == Some(&b' ') {
         p += 1;
     }
@@ -133,15 +140,13 @@ fn value_span(b: &[u8], start: usize, after: usize) -> Option<(usize, usize)> {
     while matches!(b.get(p), Some(b' ') | Some(b'\t')) {
         p += 1;
     }
-    if b.get(p) == Some(&b'"') {
-        p += 1;
-    }
+    skip_quote(&mut p);
     let from = p;
     while p < b.len() {
         match b[p] {
             b'"' | b'\r' | b'\n' => break,
-            // `\r` / `\n` as printed escapes end the value; `\"` (an escaped quote) does not.
-            b'\\' if matches!(b.get(p + 1), Some(b'r') | Some(b'n')) => break,
+            // A printed escape of a quote or a line break ends the value too.
+            b'\\' if matches!(b.get(p + 1), Some(b'r') | Some(b'n') | Some(b'"')) => break,
             b'\\' => p += 2,
             _ => p += 1,
         }
@@ -168,9 +173,10 @@ mod tests {
         let r = redact(m);
         assert!(!r.contains("sekret-2"), "{r}");
         assert!(r.contains(r"Host: x\r\n"), "{r}");
-        let m = "buf: \"GET / HTTP/1.1\r\nauthorization: Basic abc\\\"def\r\n\"";
+        let m = r#"Body(b"{\"authorization\":\"Bearer abc def\",\"host\":\"h\"}")"#;
         let r = redact(m);
         assert!(!r.contains("abc") && !r.contains("def"), "{r}");
+        assert!(r.contains(r#"\"host\":\"h\""#), "{r}");
     }
 
     #[test]
