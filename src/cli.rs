@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(a, c);
         assert_eq!(
             a,
-            format!("key_sha256: {}", hex::encode(Sha256::digest(b"free-demo-key")))
+            format!(
+                "key_sha256: {}",
+                hex::encode(Sha256::digest(b"free-demo-key"))
+            )
         );
         assert_ne!(a, hash_key(&b" free-demo-key\n"[..]).unwrap());
         assert!(hash_key(&b"\n"[..]).is_err());

@@ -18,9 +18,8 @@ use once_cell::sync::Lazy;
 const ALWAYS_SECRET: [&str; 3] = ["x-api-key", "authorization", "proxy-authorization"];
 
 /// Lower-case names of the headers whose values are withheld.
-static SECRET_HEADERS: Lazy<ArcSwap<Vec<String>>> = Lazy::new(|| {
-    ArcSwap::from_pointee(ALWAYS_SECRET.iter().map(|s| s.to_string()).collect())
-});
+static SECRET_HEADERS: Lazy<ArcSwap<Vec<String>>> =
+    Lazy::new(|| ArcSwap::from_pointee(ALWAYS_SECRET.iter().map(|s| s.to_string()).collect()));
 
 /// Adds the configured key header to the withheld names (called on every config load).
 pub fn set_key_header(name: &str) {

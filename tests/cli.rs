@@ -51,7 +51,10 @@ fn help_describes_every_flag_in_one_line_each() {
         assert!(words.len() > 10, "{flag} has no description: {line:?}");
     }
     // Pingora's internal doc comments must not leak into tollgate's help.
-    for pingora_words in ["base set of command line arguments", "Whether this server should"] {
+    for pingora_words in [
+        "base set of command line arguments",
+        "Whether this server should",
+    ] {
         assert!(!out.contains(pingora_words), "{pingora_words:?} in:\n{out}");
     }
     let (code, short, _) = run(&["-h"], None);

@@ -41,13 +41,24 @@ fn new_connections_per_ip_are_limited_at_accept_time() {
     let tg = Tollgate::start(&base);
     wait_generation(&tg, 1.0);
     // A 30 s window: the burst below sits well inside one window on any machine.
-    tg.write_config(&format!("{base}connection_rate: {{ per_ip: 5, window: 30s }}\n"));
+    tg.write_config(&format!(
+        "{base}connection_rate: {{ per_ip: 5, window: 30s }}\n"
+    ));
     wait_generation(&tg, 2.0);
 
     let outcomes: Vec<Option<u16>> = (0..8).map(|_| request_from("127.0.0.1", tg.port)).collect();
     assert_eq!(
         outcomes,
-        vec![Some(200), Some(200), Some(200), Some(200), Some(200), None, None, None],
+        vec![
+            Some(200),
+            Some(200),
+            Some(200),
+            Some(200),
+            Some(200),
+            None,
+            None,
+            None
+        ],
         "5 connections admitted, then closed at accept"
     );
     assert_eq!(
@@ -60,7 +71,9 @@ fn new_connections_per_ip_are_limited_at_accept_time() {
     assert!(http_get(tg.admin_port, "/healthz").is_some_and(|(s, _)| s == 200));
 
     // A reload applies at once.
-    tg.write_config(&format!("{base}connection_rate: {{ per_ip: 100, window: 30s }}\n"));
+    tg.write_config(&format!(
+        "{base}connection_rate: {{ per_ip: 100, window: 30s }}\n"
+    ));
     wait_generation(&tg, 3.0);
     assert_eq!(request_from("127.0.0.1", tg.port), Some(200));
     // And so does removing it.
@@ -79,11 +92,15 @@ fn new_connections_per_ip_are_limited_at_accept_time() {
 fn a_kept_alive_connection_is_not_a_new_one() {
     let echo = Echo::start();
     let base = config(None, &echo.addr(), "");
-    let tg = Tollgate::start(&format!("{base}connection_rate: {{ per_ip: 2, window: 30s }}\n"));
+    let tg = Tollgate::start(&format!(
+        "{base}connection_rate: {{ per_ip: 2, window: 30s }}\n"
+    ));
     // The harness's readiness probes came from 127.0.0.1: this client is another address.
     let mut c = Conn::open_from("127.0.0.3", tg.port);
     for i in 0..20 {
-        c.send(format!("GET /proxy/k{i} HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\n\r\n").as_bytes());
+        c.send(
+            format!("GET /proxy/k{i} HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\n\r\n").as_bytes(),
+        );
         assert_eq!(c.response().expect("answer").status, 200, "request {i}");
     }
 }
@@ -110,10 +127,16 @@ fn check(yaml_tail: &str) -> (i32, String) {
 fn bad_settings_name_the_line_and_field() {
     let (code, err) = check("connection_rate: { per_ip: 0, window: 1s }\n");
     assert_eq!(code, 1);
-    assert!(err.contains(":8:") && err.contains("connection_rate.per_ip"), "{err}");
+    assert!(
+        err.contains(":8:") && err.contains("connection_rate.per_ip"),
+        "{err}"
+    );
     let (code, err) = check("connection_rate:\n  per_ip: 5\n  window: 10ms\n");
     assert_eq!(code, 1);
-    assert!(err.contains(":10:") && err.contains("connection_rate.window"), "{err}");
+    assert!(
+        err.contains(":10:") && err.contains("connection_rate.window"),
+        "{err}"
+    );
     let (code, err) = check("connection_rate: { per_ip: 5, burst: 3 }\n");
     assert_eq!(code, 1);
     assert!(err.contains("unknown field `burst`"), "{err}");

@@ -48,7 +48,9 @@ fn pipelined_requests_are_answered_in_order_and_each_is_limited() {
     let all: String = (0..7).map(|i| get(&format!("/proxy/p{i}"), None)).collect();
     c.send(all.as_bytes());
     for i in 0..7 {
-        let r = c.response().unwrap_or_else(|| panic!("no answer to request {i}"));
+        let r = c
+            .response()
+            .unwrap_or_else(|| panic!("no answer to request {i}"));
         if i < 5 {
             assert_eq!(r.status, 200, "request {i}: {r:?}");
             assert_eq!(echo_path(&r), format!("/p{i}"));
@@ -94,7 +96,10 @@ fn http11_without_host_is_400_and_http10_without_host_is_served() {
     )
     .expect("answer");
     let v = assert_problem(&r, 400);
-    assert!(v["detail"].as_str().unwrap_or_default().contains("Host"), "{v}");
+    assert!(
+        v["detail"].as_str().unwrap_or_default().contains("Host"),
+        "{v}"
+    );
     let r = raw_request(
         tg.port,
         format!("GET /proxy/x HTTP/1.0\r\nx-api-key: {KEY}\r\n\r\n").as_bytes(),
@@ -110,7 +115,10 @@ fn whitespace_or_control_characters_in_the_target_are_400_never_forwarded() {
         let req = format!("GET {target} HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\n\r\n");
         let r = raw_request(tg.port, req.as_bytes()).expect("answer");
         let v = assert_problem(&r, 400);
-        assert!(v["detail"].as_str().unwrap_or_default().contains("target"), "{target:?}: {v}");
+        assert!(
+            v["detail"].as_str().unwrap_or_default().contains("target"),
+            "{target:?}: {v}"
+        );
     }
     // The same path percent-encoded by the client is fine, also pipelined after a repaired one.
     let mut c = Conn::open(tg.port);
@@ -133,14 +141,26 @@ fn whitespace_or_control_characters_in_the_target_are_400_never_forwarded() {
 fn pingoras_own_protocol_errors_carry_problem_json() {
     let (_echo, tg) = start();
     let cases: &[(&str, &[u8], u16)] = &[
-        ("bad header line", b"GET /proxy/x HTTP/1.1\r\nHost: x\r\nNo Colon\r\n\r\n", 400),
-        ("bad version", b"GET /proxy/x HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+        (
+            "bad header line",
+            b"GET /proxy/x HTTP/1.1\r\nHost: x\r\nNo Colon\r\n\r\n",
+            400,
+        ),
+        (
+            "bad version",
+            b"GET /proxy/x HTTP/9.9\r\nHost: x\r\n\r\n",
+            400,
+        ),
         (
             "bad content-length",
             b"POST /proxy/x HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
             400,
         ),
-        ("CONNECT", b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 405),
+        (
+            "CONNECT",
+            b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n",
+            405,
+        ),
     ];
     for (what, bytes, status) in cases {
         let r = raw_request(tg.port, bytes).unwrap_or_else(|| panic!("{what}: no answer"));
@@ -162,11 +182,16 @@ fn pingoras_own_protocol_errors_carry_problem_json() {
     )
     .expect("answer");
     assert_eq!(r.status, 400);
-    assert_ne!(r.header("content-type"), Some("application/problem+json"), "{r:?}");
+    assert_ne!(
+        r.header("content-type"),
+        Some("application/problem+json"),
+        "{r:?}"
+    );
 }
 
 fn refused_post(key: &str, body: &[u8], chunked: bool) -> Vec<u8> {
-    let mut req = format!("POST /proxy/up HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n").into_bytes();
+    let mut req =
+        format!("POST /proxy/up HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n").into_bytes();
     if chunked {
         req.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
         for part in body.chunks(7000) {
@@ -193,7 +218,11 @@ fn a_refused_request_with_a_small_body_keeps_the_connection() {
         assert_problem(&c.response().expect("401"), 401);
         c.send(get("/proxy/after-401", Some(KEY)).as_bytes());
         let r = c.response().expect("answer after the 401");
-        assert_eq!((r.status, echo_path(&r)), (200, "/after-401".to_string()), "chunked={chunked}");
+        assert_eq!(
+            (r.status, echo_path(&r)),
+            (200, "/after-401".to_string()),
+            "chunked={chunked}"
+        );
     }
     // 429: exhaust the anonymous tier, then refused uploads keep the connection.
     let mut c = Conn::open(tg.port);
@@ -202,7 +231,10 @@ fn a_refused_request_with_a_small_body_keeps_the_connection() {
         assert_eq!(c.response().expect("200").status, 200);
     }
     let mut anon = refused_post("", &body[..1000], false);
-    anon = String::from_utf8(anon).expect("ascii").replace("x-api-key: \r\n", "").into_bytes();
+    anon = String::from_utf8(anon)
+        .expect("ascii")
+        .replace("x-api-key: \r\n", "")
+        .into_bytes();
     c.send(&anon);
     assert_problem(&c.response().expect("429"), 429);
     c.send(get("/proxy/after-429", Some(KEY)).as_bytes());
@@ -220,7 +252,10 @@ fn a_refused_request_with_a_large_body_may_close_the_connection() {
         let r = c.response().expect("401");
         assert_problem(&r, 401);
         assert_eq!(r.header("connection"), Some("close"), "chunked={chunked}");
-        assert!(c.closed_within(Duration::from_secs(10)), "chunked={chunked}");
+        assert!(
+            c.closed_within(Duration::from_secs(10)),
+            "chunked={chunked}"
+        );
         assert!(start.elapsed() < Duration::from_secs(10));
     }
 }

@@ -68,7 +68,8 @@ impl Traced {
             admin_port,
         };
         assert!(
-            wait_until(Duration::from_secs(20), || port_open(port) && port_open(admin_port)),
+            wait_until(Duration::from_secs(20), || port_open(port)
+                && port_open(admin_port)),
             "tollgate did not start: {}",
             t.log()
         );
@@ -90,8 +91,16 @@ fn exercise(t: &Traced, key_header: &str, key: &str) {
     t.send(p, &format!("GET /proxy/ok HTTP/1.1\r\nHost: x\r\n{key_header}: {key}\r\n{auth}Connection: close\r\n\r\n"));
     t.send(p, &format!("GET /proxy/no HTTP/1.1\r\nHost: x\r\n{key_header}: unknown-secret-key-4711\r\n{auth}Connection: close\r\n\r\n"));
     // Malformed: Pingora logs the raw request buffer at debug.
-    t.send(p, &format!("GET /proxy/bad HTTP/1.1\r\nHost: x\r\n{key_header}: {key}\r\n{auth}Bad Header\r\n\r\n"));
-    t.send(p, &format!("GET /proxy/bad2 HTTP/9.9\r\n{key_header}: {key}\r\n{auth}\r\n"));
+    t.send(
+        p,
+        &format!(
+            "GET /proxy/bad HTTP/1.1\r\nHost: x\r\n{key_header}: {key}\r\n{auth}Bad Header\r\n\r\n"
+        ),
+    );
+    t.send(
+        p,
+        &format!("GET /proxy/bad2 HTTP/9.9\r\n{key_header}: {key}\r\n{auth}\r\n"),
+    );
     t.send(p, &format!("POST /proxy/bad3 HTTP/1.1\r\nHost: x\r\n{key_header}: {key}\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello"));
     // Pipelined, with a chunked body, and a repaired target.
     t.send(p, &format!(
@@ -104,10 +113,17 @@ fn exercise(t: &Traced, key_header: &str, key: &str) {
 }
 
 fn assert_clean(log: &str) {
-    assert!(log.contains("DEBUG"), "RUST_LOG=trace did not take effect:\n{log}");
+    assert!(
+        log.contains("DEBUG"),
+        "RUST_LOG=trace did not take effect:\n{log}"
+    );
     for secret in SECRETS {
         let lines: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
-        assert!(lines.is_empty(), "{secret} in the log:\n{}", lines.join("\n"));
+        assert!(
+            lines.is_empty(),
+            "{secret} in the log:\n{}",
+            lines.join("\n")
+        );
     }
     // Pingora's own trace records print request heads; they are held at debug.
     let pingora_trace: Vec<&str> = log
@@ -133,7 +149,10 @@ fn the_configured_key_header_is_redacted_too() {
     let echo = Echo::start();
     let yaml = config(None, &echo.addr(), "")
         .replace("header: \"x-api-key\"", "header: \"x-custom-key\"")
-        .replace("key: \"free-demo-key\"", "key: \"custom-header-secret-0815\"");
+        .replace(
+            "key: \"free-demo-key\"",
+            "key: \"custom-header-secret-0815\"",
+        );
     let t = Traced::start(&yaml);
     exercise(&t, "X-Custom-Key", "custom-header-secret-0815");
     assert_clean(&t.log());

@@ -92,7 +92,11 @@ fn illegal_characters_in_the_target_are_rejected_never_repaired() {
         let out = raw_exchange(tg.port, req.as_bytes(), Duration::from_secs(5)).expect("connect");
         let r = parse_response(&out).unwrap_or_else(|| panic!("{what}: no answer"));
         assert_eq!(r.status, 400, "{what}");
-        assert_eq!(r.header("content-type"), Some("application/problem+json"), "{what}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/problem+json"),
+            "{what}"
+        );
         still_serving(&mut tg, what);
     }
 }

@@ -19,7 +19,8 @@ use common::*;
 
 const KEY: &str = "internal-demo-key";
 /// The request a trick tries to slip past tollgate.
-const SMUGGLED: &str = "GET /proxy/smuggled HTTP/1.1\r\nHost: x\r\nx-api-key: internal-demo-key\r\n\r\n";
+const SMUGGLED: &str =
+    "GET /proxy/smuggled HTTP/1.1\r\nHost: x\r\nx-api-key: internal-demo-key\r\n\r\n";
 
 /// One request as the upstream parsed it.
 #[derive(Debug, Clone)]
@@ -89,7 +90,10 @@ fn serve(mut conn: TcpStream, seen: &Mutex<Vec<Seen>>) {
             Parsed::Complete(req, used) => {
                 buf.drain(..used);
                 seen.lock().expect("lock").push(req);
-                if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                if conn
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -207,20 +211,31 @@ fn run(tg: &Tollgate, up: &Recorder, name: &str, bytes: &[u8], expect: Expect) -
     let summary = format!(
         "{name}: client {statuses:?}{}, upstream {:?}",
         if closed { " closed" } else { "" },
-        seen.iter().map(|s| (&s.line, s.complete, s.body.len())).collect::<Vec<_>>()
+        seen.iter()
+            .map(|s| (&s.line, s.complete, s.body.len()))
+            .collect::<Vec<_>>()
     );
     eprintln!("{summary}");
 
     for s in &seen {
-        assert!(!s.line.contains("smuggled"), "{name}: smuggled request reached the upstream: {s:?}");
+        assert!(
+            !s.line.contains("smuggled"),
+            "{name}: smuggled request reached the upstream: {s:?}"
+        );
         let h = s.head.to_ascii_lowercase();
         assert!(
             !(h.contains("\r\ntransfer-encoding:") && h.contains("\r\ncontent-length:")),
             "{name}: upstream got both framings: {s:?}"
         );
-        assert!(!s.head.replace("\r\n", "").contains('\n'), "{name}: bare LF upstream: {s:?}");
         assert!(
-            !s.head.split("\r\n").skip(1).any(|l| l.starts_with([' ', '\t'])),
+            !s.head.replace("\r\n", "").contains('\n'),
+            "{name}: bare LF upstream: {s:?}"
+        );
+        assert!(
+            !s.head
+                .split("\r\n")
+                .skip(1)
+                .any(|l| l.starts_with([' ', '\t'])),
             "{name}: obs-fold upstream: {s:?}"
         );
     }
@@ -231,7 +246,10 @@ fn run(tg: &Tollgate, up: &Recorder, name: &str, bytes: &[u8], expect: Expect) -
         ok_answers,
         "{name}: the upstream got requests the client did not see answered: {summary}"
     );
-    assert!(statuses.iter().all(|s| *s < 500), "{name}: a 5xx: {summary}");
+    assert!(
+        statuses.iter().all(|s| *s < 500),
+        "{name}: a 5xx: {summary}"
+    );
     for a in &answers {
         if (400..500).contains(&a.status) {
             assert_eq!(
@@ -243,7 +261,8 @@ fn run(tg: &Tollgate, up: &Recorder, name: &str, bytes: &[u8], expect: Expect) -
     }
 
     let rejected = complete.is_empty()
-        && (statuses.first().is_some_and(|s| (400..500).contains(s)) || (answers.is_empty() && closed));
+        && (statuses.first().is_some_and(|s| (400..500).contains(s))
+            || (answers.is_empty() && closed));
     let single = |body: &[u8]| {
         statuses.first() == Some(&200) && complete.len() == 1 && complete[0].body == body
     };
@@ -359,7 +378,8 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
     ];
     v.push((
         "absolute-form with a different Host",
-        format!("GET http://a/proxy/t HTTP/1.1\r\nHost: b\r\nx-api-key: {KEY}\r\n\r\n").into_bytes(),
+        format!("GET http://a/proxy/t HTTP/1.1\r\nHost: b\r\nx-api-key: {KEY}\r\n\r\n")
+            .into_bytes(),
         Expect::Reject,
     ));
     v
@@ -383,7 +403,12 @@ fn framing_tricks_never_smuggle_a_request() {
             failures.push(msg);
         }
     }
-    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -397,7 +422,10 @@ fn an_honest_request_after_a_tricky_one_still_works() {
     );
     let r = raw_request(
         tg.port,
-        format!("GET /proxy/fine HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!(
+            "GET /proxy/fine HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .expect("answer");
     assert_eq!(r.status, 200);

@@ -231,7 +231,10 @@ mod tests {
         let f = filter();
         let a: IpAddr = "10.0.0.3".parse().unwrap();
         for _ in 0..10 {
-            assert_eq!(f.decide(a, 10, SEC, Duration::from_millis(5_900)), Verdict::Admitted);
+            assert_eq!(
+                f.decide(a, 10, SEC, Duration::from_millis(5_900)),
+                Verdict::Admitted
+            );
         }
         // 10% into the next window: 10 * 0.9 = 9 carried over, one more fits.
         let t = Duration::from_millis(6_100);

@@ -21,7 +21,8 @@ fn needs_escape(b: u8) -> bool {
 
 /// Where the target of a request line ends: the last ` HTTP/<digit>` (Pingora's greedy `(.+)`).
 fn target_end(line: &[u8]) -> Option<usize> {
-    memchr::memmem::rfind_iter(line, b" HTTP/").find(|&i| line.get(i + 6).is_some_and(u8::is_ascii_digit))
+    memchr::memmem::rfind_iter(line, b" HTTP/")
+        .find(|&i| line.get(i + 6).is_some_and(u8::is_ascii_digit))
 }
 
 /// Whether `line` may be a request line that Pingora repairs: something after its first space
@@ -159,8 +160,16 @@ mod tests {
         assert!(repaired(&[b"GET /a b HTTP/1.1\r\n"], b"GET", b"/a%20b"));
         assert!(repaired(&[b"GET /\x01x HTTP/1.1\r\n"], b"GET", b"/%01x"));
         assert!(repaired(&[b"GET /a\tb HTTP/1.1\r\n"], b"GET", b"/a%09b"));
-        assert!(repaired(&[b"GET /a HTTP/1.1 HTTP/1.1\r\n"], b"GET", b"/a%20HTTP/1.1"));
-        assert!(repaired(&[b"GET http://h/a b HTTP/1.1\r\n"], b"GET", b"/a%20b"));
+        assert!(repaired(
+            &[b"GET /a HTTP/1.1 HTTP/1.1\r\n"],
+            b"GET",
+            b"/a%20HTTP/1.1"
+        ));
+        assert!(repaired(
+            &[b"GET http://h/a b HTTP/1.1\r\n"],
+            b"GET",
+            b"/a%20b"
+        ));
         // An honest percent-encoded target is not a repair.
         assert!(!repaired(&[b"GET /a%20b HTTP/1.1\r\n"], b"GET", b"/a%20b"));
         assert!(!repaired(&[b"GET /a b HTTP/1.1\r\n"], b"GET", b"/a%20c"));

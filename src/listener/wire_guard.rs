@@ -251,7 +251,10 @@ mod tests {
         assert_eq!(bare_client_error(bare), Some(400));
         let with_body = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 12\r\n\r\n";
         assert_eq!(bare_client_error(with_body), None);
-        assert_eq!(bare_client_error(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"), None);
+        assert_eq!(
+            bare_client_error(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+            None
+        );
         assert_eq!(bare_client_error(b"HTTP/1.1 400 Bad Req"), None);
     }
 

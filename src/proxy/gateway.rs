@@ -37,7 +37,11 @@ impl ProxyHttp for Gateway {
         RequestCtx::default()
     }
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
         if let Some(guard) = GuardedStream::of(session.stream()) {
             guard.begin_request();
         }

@@ -17,7 +17,8 @@ pub struct Conn {
 impl Conn {
     pub fn open(port: u16) -> Conn {
         let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         Conn { s, buf: Vec::new() }
     }
 
@@ -37,7 +38,8 @@ impl Conn {
             })
             .expect("connect");
         s.set_nonblocking(false).expect("blocking");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         Conn { s, buf: Vec::new() }
     }
 
@@ -137,7 +139,8 @@ pub fn dechunk(mut b: &[u8]) -> Option<(Vec<u8>, usize)> {
     let mut body = Vec::new();
     loop {
         let line_end = b.windows(2).position(|w| w == b"\r\n")?;
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..line_end]).ok()?.trim(), 16).ok()?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..line_end]).ok()?.trim(), 16).ok()?;
         b = &b[line_end + 2..];
         if size == 0 {
             let end = b.windows(2).position(|w| w == b"\r\n")?;
@@ -151,4 +154,3 @@ pub fn dechunk(mut b: &[u8]) -> Option<(Vec<u8>, usize)> {
         b = &b[size + 2..];
     }
 }
-
