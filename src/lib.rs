@@ -46,4 +46,5 @@ pub mod metrics;
 pub mod proxy;
 pub mod request_id;
 pub mod state;
+pub mod top_limited;
 pub mod upstream;

@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub keys: Vec<RawKey>,
     #[serde(default)]
     pub access_log: RawAccessLog,
+    /// SHA-256 (hex) of the admin API's bearer token.
+    pub admin_token_sha256: Option<String>,
     /// New connections per client address, decided at accept time.
     pub connection_rate: Option<RawConnectionRate>,
 }
