@@ -17,33 +17,30 @@ fn main() {
     }
     let cli = Cli::parse();
     if cli.hash_key {
-        match cli::hash_key(std::io::stdin().lock()) {
-            Ok(line) => {
-                println!("{line}");
-                std::process::exit(0);
-            }
-            Err(msg) => {
-                eprintln!("tollgate: {msg}");
-                std::process::exit(1);
-            }
-        }
+        exit_with(cli::hash_key(std::io::stdin().lock()), "tollgate: ");
     }
     log_redact::init_logger();
 
     if cli.pingora.test {
-        match app::check(&cli) {
-            Ok(msg) => {
-                println!("{msg}");
-                std::process::exit(0);
-            }
-            Err(msg) => {
-                eprintln!("{msg}");
-                std::process::exit(1);
-            }
-        }
+        // The message already names the file: no prefix, so editors can jump to it.
+        exit_with(app::check(&cli), "");
     }
     if let Err(msg) = app::run(cli) {
         eprintln!("tollgate: {msg}");
         std::process::exit(1);
+    }
+}
+
+/// Prints the outcome of a one-shot command and exits: 0 and stdout, or 1 and stderr.
+fn exit_with(result: Result<String, String>, error_prefix: &str) -> ! {
+    match result {
+        Ok(msg) => {
+            println!("{msg}");
+            std::process::exit(0);
+        }
+        Err(msg) => {
+            eprintln!("{error_prefix}{msg}");
+            std::process::exit(1);
+        }
     }
 }

@@ -259,3 +259,25 @@ fn a_refused_request_with_a_large_body_may_close_the_connection() {
         assert!(start.elapsed() < Duration::from_secs(10));
     }
 }
+
+#[test]
+fn a_503_from_a_closed_store_keeps_the_connection_too() {
+    let echo = Echo::start();
+    // A Redis URL nothing listens on, and fail_closed: every limited request is a 503.
+    let dead = format!("redis://127.0.0.1:{}/0", free_port());
+    let yaml = config(Some(&dead), &echo.addr(), "").replace(
+        "  timeout_ms: 200\n",
+        "  timeout_ms: 200\n  on_error: fail_closed\n",
+    );
+    let tg = Tollgate::start(&yaml);
+    let mut c = Conn::open(tg.port);
+    let body = vec![b'y'; 32 * 1024];
+    c.send(&refused_post(KEY, &body, false));
+    let r = c.response().expect("503");
+    assert_problem(&r, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // The internal tier is never limited: no store call, so it is served on the same connection.
+    c.send(get("/proxy/after-503", Some("internal-demo-key")).as_bytes());
+    let r = c.response().expect("answer after the 503");
+    assert_eq!((r.status, echo_path(&r)), (200, "/after-503".to_string()));
+}
