@@ -135,6 +135,24 @@ fn whitespace_or_control_characters_in_the_target_are_400_never_forwarded() {
     )
     .expect("answer");
     assert_eq!((r.status, echo_path(&r)), (200, "/a%20b".to_string()));
+
+    // An uploaded access log quotes request lines with spaces; later requests on the same
+    // connection with percent-encoded targets are still served.
+    let log: String = (0..40)
+        .map(|i| format!("10.0.0.{i} - - [01/Dec/2026] \"GET /a b{i} HTTP/1.1\" 200 5\n"))
+        .collect();
+    let mut c = Conn::open(tg.port);
+    c.send(
+        format!(
+            "POST /proxy/logs HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\nContent-Length: {}\r\n\r\n{log}",
+            log.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.response().expect("upload").status, 200);
+    c.send(get("/proxy/q%20x", Some(KEY)).as_bytes());
+    let r = c.response().expect("answer");
+    assert_eq!((r.status, echo_path(&r)), (200, "/q%20x".to_string()));
 }
 
 #[test]

@@ -19,10 +19,15 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == 0x7f || matches!(b, b' ' | b'<' | b'>' | b'"')
 }
 
-/// Where the target of a request line ends: the last ` HTTP/<digit>` (Pingora's greedy `(.+)`).
+/// Where the target of a request line ends: at the ` HTTP/1.x` that ends the line. Pingora's
+/// pattern takes the last ` HTTP/<digit>`, and its repaired line must then parse, so only a
+/// line that ends in a version can have been repaired into a request (an access-log line
+/// quoting a request, `"GET /a b HTTP/1.1" 200`, cannot).
 fn target_end(line: &[u8]) -> Option<usize> {
-    memchr::memmem::rfind_iter(line, b" HTTP/")
-        .find(|&i| line.get(i + 6).is_some_and(u8::is_ascii_digit))
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let end = line.len().checked_sub(9)?;
+    let tail = &line[end..];
+    (tail.starts_with(b" HTTP/1.") && tail[8].is_ascii_digit()).then_some(end)
 }
 
 /// Whether `line` may be a request line that Pingora repairs: something after its first space
@@ -176,6 +181,10 @@ mod tests {
         assert!(!repaired(&[b"GET /a b HTTP/1.1\r\n"], b"POST", b"/a%20b"));
         assert!(!is_suspicious(b"GET /clean HTTP/1.1\r"));
         assert!(!is_suspicious(b"some body text"));
+        // Access-log lines quote request lines but do not end in a version.
+        assert!(!is_suspicious(
+            b"1.2.3.4 - - [01/Dec/2026] \"GET /a b HTTP/1.1\" 200 12"
+        ));
     }
 
     #[test]
