@@ -131,7 +131,10 @@ fn whitespace_or_control_characters_in_the_target_are_400_never_forwarded() {
     assert_problem(&c.response().expect("400"), 400);
     let r = raw_request(
         tg.port,
-        format!("GET /proxy/a%20b HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!(
+            "GET /proxy/a%20b HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .expect("answer");
     assert_eq!((r.status, echo_path(&r)), (200, "/a%20b".to_string()));
