@@ -26,7 +26,6 @@ use pingora::protocols::{
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::request_line::LineScanner;
-use crate::proxy::responses::Problem;
 
 pub struct GuardedStream {
     inner: Stream,
@@ -102,6 +101,8 @@ fn bare_client_error(buf: &[u8]) -> Option<u16> {
     Some(code)
 }
 
+/// The problem+json answer sent instead of Pingora's empty one. The texts are fixed, so the
+/// body is written out here rather than rendered (the proxy's renderer sits above this layer).
 fn replacement(code: u16) -> Bytes {
     let (title, detail) = match code {
         405 => ("Method Not Allowed", "CONNECT is not supported here"),
@@ -110,7 +111,9 @@ fn replacement(code: u16) -> Bytes {
             "the request line, a header field or the message framing is malformed",
         ),
     };
-    let body = Problem::new(code, title, detail).body();
+    let body = format!(
+        "{{\"type\":\"about:blank\",\"title\":\"{title}\",\"status\":{code},\"detail\":\"{detail}\"}}"
+    );
     let id = crate::request_id::request_id(&http::HeaderMap::new());
     let mut out = BytesMut::with_capacity(256 + body.len());
     out.put_slice(format!("HTTP/1.1 {code} {title}\r\n").as_bytes());
@@ -119,7 +122,7 @@ fn replacement(code: u16) -> Bytes {
     out.put_slice(b"Cache-Control: no-store\r\nConnection: close\r\nX-Request-Id: ");
     out.put_slice(id.as_bytes());
     out.put_slice(b"\r\n\r\n");
-    out.put_slice(&body);
+    out.put_slice(body.as_bytes());
     out.freeze()
 }
 
@@ -267,5 +270,17 @@ mod tests {
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(v["status"], 400);
+        let v: serde_json::Value = serde_json::from_str(
+            std::str::from_utf8(&replacement(405))
+                .unwrap()
+                .split_once("\r\n\r\n")
+                .unwrap()
+                .1,
+        )
+        .unwrap();
+        assert_eq!(
+            (v["status"].as_u64(), v["title"].as_str()),
+            (Some(405), Some("Method Not Allowed"))
+        );
     }
 }
