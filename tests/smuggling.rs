@@ -1,19 +1,15 @@
 //! Request smuggling: framing tricks sent to tollgate, judged by what a real upstream receives.
 //!
-//! The upstream is a raw TCP recorder written here: it parses what arrives strictly (one
+//! The upstream is a raw TCP recorder (`common::recorder`): it parses what arrives strictly (one
 //! framing per request, CRLF only) and answers each complete request with `200 ok`. For every
 //! case the client must get a 4xx (or a closed connection), or exactly the requests it framed,
 //! and the upstream must never receive a request the client did not see answered: above all
 //! never `GET /smuggled`, whatever hides it.
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
+use common::recorder::{Recorder, Seen};
 use common::wire::Conn;
 use common::*;
 
@@ -21,164 +17,6 @@ const KEY: &str = "internal-demo-key";
 /// The request a trick tries to slip past tollgate.
 const SMUGGLED: &str =
     "GET /proxy/smuggled HTTP/1.1\r\nHost: x\r\nx-api-key: internal-demo-key\r\n\r\n";
-
-/// One request as the upstream parsed it.
-#[derive(Debug, Clone)]
-struct Seen {
-    line: String,
-    head: String,
-    body: Vec<u8>,
-    complete: bool,
-}
-
-/// The raw-TCP upstream.
-struct Recorder {
-    port: u16,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-}
-
-impl Recorder {
-    fn start() -> Recorder {
-        // Port 0: the kernel picks a free one and the listener holds it (no race with a probe).
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind recorder");
-        let port = listener.local_addr().expect("addr").port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen2, stop2) = (seen.clone(), stop.clone());
-        let accept = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::Relaxed) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let seen = seen2.clone();
-                std::thread::spawn(move || serve(conn, &seen));
-            }
-        });
-        Recorder {
-            port,
-            seen,
-            stop,
-            accept: Some(accept),
-        }
-    }
-
-    fn take(&self) -> Vec<Seen> {
-        std::mem::take(&mut *self.seen.lock().expect("lock"))
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(h) = self.accept.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-/// Reads requests off one upstream connection until it closes or stalls (10 s).
-fn serve(mut conn: TcpStream, seen: &Mutex<Vec<Seen>>) {
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match parse_request(&buf) {
-            Parsed::Complete(req, used) => {
-                buf.drain(..used);
-                seen.lock().expect("lock").push(req);
-                if conn
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .is_err()
-                {
-                    return;
-                }
-                continue;
-            }
-            Parsed::Invalid(req) => {
-                seen.lock().expect("lock").push(req);
-                return;
-            }
-            Parsed::Partial => {}
-        }
-        match conn.read(&mut chunk) {
-            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => {
-                if let Some(req) = partial_head(&buf) {
-                    seen.lock().expect("lock").push(req);
-                }
-                return;
-            }
-        }
-    }
-}
-
-enum Parsed {
-    Complete(Seen, usize),
-    Partial,
-    Invalid(Seen),
-}
-
-fn partial_head(buf: &[u8]) -> Option<Seen> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    Some(Seen {
-        line: head.lines().next().unwrap_or_default().to_string(),
-        head,
-        body: buf[end + 4..].to_vec(),
-        complete: false,
-    })
-}
-
-/// Strict parsing: a request with both framings, or with a malformed one, is Invalid.
-fn parse_request(buf: &[u8]) -> Parsed {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Parsed::Partial;
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let mut req = Seen {
-        line: head.split("\r\n").next().unwrap_or_default().to_string(),
-        head: head.clone(),
-        body: Vec::new(),
-        complete: false,
-    };
-    let header = |name: &str| -> Vec<String> {
-        head.split("\r\n")
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-            .collect()
-    };
-    let te = header("transfer-encoding");
-    let cl = header("content-length");
-    let rest = &buf[end + 4..];
-    let body_end = match (te.as_slice(), cl.as_slice()) {
-        ([], []) => Some((Vec::new(), 0)),
-        ([t], []) if t.eq_ignore_ascii_case("chunked") => match wire::dechunk(rest) {
-            Some(b) => Some(b),
-            None if rest.len() > 1 << 20 => return Parsed::Invalid(req),
-            None => return Parsed::Partial,
-        },
-        ([], [n]) => match n.parse::<usize>() {
-            Ok(n) if rest.len() >= n => Some((rest[..n].to_vec(), n)),
-            Ok(_) => return Parsed::Partial,
-            Err(_) => None,
-        },
-        _ => None,
-    };
-    match body_end {
-        Some((body, used)) => {
-            req.body = body;
-            req.complete = true;
-            Parsed::Complete(req, end + 4 + used)
-        }
-        None => Parsed::Invalid(req),
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Expect {
@@ -275,10 +113,24 @@ fn run(tg: &Tollgate, up: &Recorder, name: &str, bytes: &[u8], expect: Expect) -
     summary
 }
 
-fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
+type Case = (&'static str, Vec<u8>, Expect);
+
+fn cases() -> Vec<Case> {
+    [
+        transfer_encoding_cases(),
+        content_length_cases(),
+        line_cases(),
+        chunk_cases(),
+        authority_cases(),
+    ]
+    .concat()
+}
+
+/// Transfer-Encoding against Content-Length, and obfuscated Transfer-Encoding.
+fn transfer_encoding_cases() -> Vec<Case> {
     let hello_chunked = format!("{}0\r\n\r\n", chunk_of("hello"));
     let s = SMUGGLED;
-    let mut v: Vec<(&'static str, Vec<u8>, Expect)> = vec![
+    vec![
         // Content-Length against Transfer-Encoding: chunked wins, the connection closes.
         (
             "CL.TE",
@@ -339,50 +191,227 @@ fn cases() -> Vec<(&'static str, Vec<u8>, Expect)> {
             post("Transfer-Encoding:\r\n chunked\r\nContent-Length: 5\r\n", &format!("hello{s}")),
             Expect::Reject,
         ),
+    ]
+}
+
+/// Duplicate, conflicting and malformed Content-Length.
+fn content_length_cases() -> Vec<Case> {
+    let s = SMUGGLED;
+    vec![
         // Content-Length forms.
-        ("CL duplicate, same value", post("Content-Length: 5\r\nContent-Length: 5\r\n", "hello"), Expect::Either(b"hello")),
-        ("CL list, same value", post("Content-Length: 5, 5\r\n", "hello"), Expect::Either(b"hello")),
-        ("CL conflicting", post("Content-Length: 5\r\nContent-Length: 6\r\n", &format!("hello{s}")), Expect::Reject),
-        ("CL list conflicting", post("Content-Length: 5, 6\r\n", &format!("hello{s}")), Expect::Reject),
-        ("CL negative", post("Content-Length: -5\r\n", &format!("hello{s}")), Expect::Reject),
-        ("CL plus sign", post("Content-Length: +5\r\n", &format!("hello{s}")), Expect::Reject),
-        ("CL hex", post("Content-Length: 0x5\r\n", &format!("hello{s}")), Expect::Reject),
-        ("CL trailing junk", post("Content-Length: 5a\r\n", &format!("hello{s}")), Expect::Reject),
-        ("CL exponent", post("Content-Length: 1e1\r\n", &format!("hello{s}")), Expect::Reject),
-        ("CL empty", post("Content-Length: \r\n", &format!("hello{s}")), Expect::Reject),
-        ("CL overflow", post("Content-Length: 99999999999999999999999\r\n", &format!("hello{s}")), Expect::Reject),
+        (
+            "CL duplicate, same value",
+            post("Content-Length: 5\r\nContent-Length: 5\r\n", "hello"),
+            Expect::Either(b"hello"),
+        ),
+        (
+            "CL list, same value",
+            post("Content-Length: 5, 5\r\n", "hello"),
+            Expect::Either(b"hello"),
+        ),
+        (
+            "CL conflicting",
+            post(
+                "Content-Length: 5\r\nContent-Length: 6\r\n",
+                &format!("hello{s}"),
+            ),
+            Expect::Reject,
+        ),
+        (
+            "CL list conflicting",
+            post("Content-Length: 5, 6\r\n", &format!("hello{s}")),
+            Expect::Reject,
+        ),
+        (
+            "CL negative",
+            post("Content-Length: -5\r\n", &format!("hello{s}")),
+            Expect::Reject,
+        ),
+        (
+            "CL plus sign",
+            post("Content-Length: +5\r\n", &format!("hello{s}")),
+            Expect::Reject,
+        ),
+        (
+            "CL hex",
+            post("Content-Length: 0x5\r\n", &format!("hello{s}")),
+            Expect::Reject,
+        ),
+        (
+            "CL trailing junk",
+            post("Content-Length: 5a\r\n", &format!("hello{s}")),
+            Expect::Reject,
+        ),
+        (
+            "CL exponent",
+            post("Content-Length: 1e1\r\n", &format!("hello{s}")),
+            Expect::Reject,
+        ),
+        (
+            "CL empty",
+            post("Content-Length: \r\n", &format!("hello{s}")),
+            Expect::Reject,
+        ),
+        (
+            "CL overflow",
+            post(
+                "Content-Length: 99999999999999999999999\r\n",
+                &format!("hello{s}"),
+            ),
+            Expect::Reject,
+        ),
+    ]
+}
+
+/// Line endings, folding and bytes that end a header early.
+fn line_cases() -> Vec<Case> {
+    let s = SMUGGLED;
+    vec![
         // Line endings and folding.
         (
             "bare LF head",
-            format!("POST /proxy/t HTTP/1.1\nHost: x\nx-api-key: {KEY}\nContent-Length: 5\n\nhello").into_bytes(),
+            format!(
+                "POST /proxy/t HTTP/1.1\nHost: x\nx-api-key: {KEY}\nContent-Length: 5\n\nhello"
+            )
+            .into_bytes(),
             Expect::Either(b"hello"),
         ),
-        ("bare CR in head", post("X-A: 1\rContent-Length: 0\r\n", &format!("hello{s}")), Expect::Reject),
-        ("obs-fold", post("X-Folded: a\r\n b\r\nContent-Length: 5\r\n", "hello"), Expect::Either(b"hello")),
-        ("NUL in a header", post("X-A: a\0b\r\nContent-Length: 5\r\n", "hello"), Expect::Reject),
+        (
+            "bare CR in head",
+            post("X-A: 1\rContent-Length: 0\r\n", &format!("hello{s}")),
+            Expect::Reject,
+        ),
+        (
+            "obs-fold",
+            post("X-Folded: a\r\n b\r\nContent-Length: 5\r\n", "hello"),
+            Expect::Either(b"hello"),
+        ),
+        (
+            "NUL in a header",
+            post("X-A: a\0b\r\nContent-Length: 5\r\n", "hello"),
+            Expect::Reject,
+        ),
+    ]
+}
+
+/// Chunk sizes, extensions and trailers.
+fn chunk_cases() -> Vec<Case> {
+    let s = SMUGGLED;
+    vec![
         // Chunk sizes and extensions.
-        ("chunk size not hex", post("Transfer-Encoding: chunked\r\n", &format!("zz\r\nhello\r\n0\r\n\r\n{s}")), Expect::Reject),
-        ("chunk size negative", post("Transfer-Encoding: chunked\r\n", &format!("-5\r\nhello\r\n0\r\n\r\n{s}")), Expect::Reject),
-        ("chunk size 0x prefix", post("Transfer-Encoding: chunked\r\n", &format!("0x5\r\nhello\r\n0\r\n\r\n{s}")), Expect::Reject),
-        ("chunk longer than its size", post("Transfer-Encoding: chunked\r\n", &format!("3\r\nhello\r\n0\r\n\r\n{s}")), Expect::Reject),
-        ("chunk without CRLF", post("Transfer-Encoding: chunked\r\n", &format!("5\r\nhelloX0\r\n\r\n{s}")), Expect::Reject),
-        ("chunk size with space", post("Transfer-Encoding: chunked\r\n", &format!("5 5\r\nhello\r\n0\r\n\r\n{s}")), Expect::Reject),
-        ("chunk extension", post("Transfer-Encoding: chunked\r\n", "5;name=value\r\nhello\r\n0\r\n\r\n"), Expect::Either(b"hello")),
-        ("chunk extension quoted", post("Transfer-Encoding: chunked\r\n", "5;a=\"b c\"\r\nhello\r\n0\r\n\r\n"), Expect::Either(b"hello")),
-        ("chunk size with leading zeros", post("Transfer-Encoding: chunked\r\n", "0000000000000000000005\r\nhello\r\n0\r\n\r\n"), Expect::Either(b"hello")),
-        ("chunk size over 64 bits", post("Transfer-Encoding: chunked\r\n", &format!("10000000000000005\r\nhello\r\n0\r\n\r\n{s}")), Expect::Reject),
-        ("chunk size bare LF", post("Transfer-Encoding: chunked\r\n", "5\nhello\n0\n\n"), Expect::Either(b"hello")),
-        ("trailer fields", post("Transfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n"), Expect::Either(b"hello")),
+        (
+            "chunk size not hex",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                &format!("zz\r\nhello\r\n0\r\n\r\n{s}"),
+            ),
+            Expect::Reject,
+        ),
+        (
+            "chunk size negative",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                &format!("-5\r\nhello\r\n0\r\n\r\n{s}"),
+            ),
+            Expect::Reject,
+        ),
+        (
+            "chunk size 0x prefix",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                &format!("0x5\r\nhello\r\n0\r\n\r\n{s}"),
+            ),
+            Expect::Reject,
+        ),
+        (
+            "chunk longer than its size",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                &format!("3\r\nhello\r\n0\r\n\r\n{s}"),
+            ),
+            Expect::Reject,
+        ),
+        (
+            "chunk without CRLF",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                &format!("5\r\nhelloX0\r\n\r\n{s}"),
+            ),
+            Expect::Reject,
+        ),
+        (
+            "chunk size with space",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                &format!("5 5\r\nhello\r\n0\r\n\r\n{s}"),
+            ),
+            Expect::Reject,
+        ),
+        (
+            "chunk extension",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                "5;name=value\r\nhello\r\n0\r\n\r\n",
+            ),
+            Expect::Either(b"hello"),
+        ),
+        (
+            "chunk extension quoted",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                "5;a=\"b c\"\r\nhello\r\n0\r\n\r\n",
+            ),
+            Expect::Either(b"hello"),
+        ),
+        (
+            "chunk size with leading zeros",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                "0000000000000000000005\r\nhello\r\n0\r\n\r\n",
+            ),
+            Expect::Either(b"hello"),
+        ),
+        (
+            "chunk size over 64 bits",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                &format!("10000000000000005\r\nhello\r\n0\r\n\r\n{s}"),
+            ),
+            Expect::Reject,
+        ),
+        (
+            "chunk size bare LF",
+            post("Transfer-Encoding: chunked\r\n", "5\nhello\n0\n\n"),
+            Expect::Either(b"hello"),
+        ),
+        (
+            "trailer fields",
+            post(
+                "Transfer-Encoding: chunked\r\n",
+                "5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n",
+            ),
+            Expect::Either(b"hello"),
+        ),
+    ]
+}
+
+/// Two Host fields, or an authority that disagrees with Host.
+fn authority_cases() -> Vec<Case> {
+    vec![
         // Authority tricks.
-        ("two Host headers", format!("GET /proxy/t HTTP/1.1\r\nHost: a\r\nHost: b\r\nx-api-key: {KEY}\r\n\r\n").into_bytes(), Expect::Reject),
-    ];
-    v.push((
-        "absolute-form with a different Host",
-        format!("GET http://a/proxy/t HTTP/1.1\r\nHost: b\r\nx-api-key: {KEY}\r\n\r\n")
-            .into_bytes(),
-        Expect::Reject,
-    ));
-    v
+        (
+            "two Host headers",
+            format!("GET /proxy/t HTTP/1.1\r\nHost: a\r\nHost: b\r\nx-api-key: {KEY}\r\n\r\n")
+                .into_bytes(),
+            Expect::Reject,
+        ),
+        (
+            "absolute-form with a different Host",
+            format!("GET http://a/proxy/t HTTP/1.1\r\nHost: b\r\nx-api-key: {KEY}\r\n\r\n")
+                .into_bytes(),
+            Expect::Reject,
+        ),
+    ]
 }
 
 #[test]

@@ -592,6 +592,7 @@ pub fn echo_named(name: &str) -> Echo {
 
 pub mod load;
 
+pub mod recorder;
 pub mod wire;
 
 pub mod cluster;
