@@ -189,6 +189,11 @@ fn pingoras_own_protocol_errors_carry_problem_json() {
         assert_problem(&r, *status);
         assert_eq!(r.header("connection"), Some("close"), "{what}");
     }
+    assert!(
+        tg.metric("tollgate_requests_total{code=\"400\",route=\"unmatched\",tier=\"none\"}") >= 3.0,
+        "{}",
+        tg.metrics()
+    );
     // The same after a good request on a kept-alive connection.
     let mut c = Conn::open(tg.port);
     c.send(get("/proxy/ok", Some(KEY)).as_bytes());

@@ -6,7 +6,8 @@
 //! * Pingora answers a request it cannot parse (and a `CONNECT`) itself, with an empty-bodied
 //!   4xx written before any tollgate hook runs. Outside a request (between `logging` and the
 //!   next `early_request_filter`), such a head is replaced by the same status with a
-//!   problem+json body, `Connection: close` and an `X-Request-Id`.
+//!   problem+json body, `Connection: close` and an `X-Request-Id`, and counted in
+//!   `tollgate_requests_total{route="unmatched",tier="none"}`.
 
 use std::io;
 use std::pin::Pin;
@@ -152,6 +153,8 @@ impl AsyncWrite for GuardedStream {
         ready!(this.poll_pending(cx))?;
         if !this.in_request.load(Ordering::Relaxed) {
             if let Some(code) = bare_client_error(buf) {
+                // Counted like tollgate's own refusals of requests that matched nothing.
+                crate::metrics::request("unmatched", "none", code, Duration::ZERO);
                 this.pending = Some((replacement(code), 0));
                 // The caller's bytes are taken; the replacement goes out in their place.
                 let _ = this.poll_pending(cx)?;
