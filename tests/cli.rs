@@ -1,6 +1,6 @@
 //! The command line as an operator meets it: `--help`, `--version` and `--hash-key`, run as
 //! the real binary.
-mod common;
+pub mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1,22 +1,21 @@
 //! HTTP/1.1 conformance over real sockets: pipelining, `Host`, request targets, problem+json
 //! on every 4xx tollgate writes (Pingora's protocol-level ones included), and bodies drained
 //! before a refusal so that the connection survives it.
-mod common;
+pub mod common;
 
 use std::time::{Duration, Instant};
 
-use common::wire::Conn;
 use common::*;
 
 const KEY: &str = "free-demo-key";
 
 fn start() -> (Echo, Tollgate) {
     let echo = Echo::start();
-    let tg = Tollgate::start(&config(None, &echo.addr(), ""));
+    let tg = Tollgate::start(&standard(None, &echo.addr()).to_yaml());
     (echo, tg)
 }
 
-fn assert_problem(r: &RawResponse, status: u16) -> serde_json::Value {
+fn assert_problem(r: &Response, status: u16) -> serde_json::Value {
     assert_eq!(r.status, status, "{r:?}");
     assert_eq!(
         r.header("content-type"),
@@ -35,7 +34,7 @@ fn get(path: &str, key: Option<&str>) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: x\r\n{key}\r\n")
 }
 
-fn echo_path(r: &RawResponse) -> String {
+fn echo_path(r: &Response) -> String {
     let v: serde_json::Value = serde_json::from_slice(&r.body).expect("echo JSON");
     v["path"].as_str().unwrap_or_default().to_string()
 }
@@ -291,11 +290,8 @@ fn a_503_from_a_closed_store_keeps_the_connection_too() {
     let echo = Echo::start();
     // A Redis URL nothing listens on, and fail_closed: every limited request is a 503.
     let dead = format!("redis://127.0.0.1:{}/0", free_port());
-    let yaml = config(Some(&dead), &echo.addr(), "").replace(
-        "  timeout_ms: 200\n",
-        "  timeout_ms: 200\n  on_error: fail_closed\n",
-    );
-    let tg = Tollgate::start(&yaml);
+    let yaml = standard(Some(&dead), &echo.addr()).with_redis(|r| r.on_error("fail_closed"));
+    let tg = Tollgate::start(&yaml.to_yaml());
     let mut c = Conn::open(tg.port);
     let body = vec![b'y'; 32 * 1024];
     c.send(&refused_post(KEY, &body, false));

@@ -5,12 +5,11 @@
 //! case the client must get a 4xx (or a closed connection), or exactly the requests it framed,
 //! and the upstream must never receive a request the client did not see answered: above all
 //! never `GET /smuggled`, whatever hides it.
-mod common;
+pub mod common;
 
 use std::time::Duration;
 
 use common::recorder::{Recorder, Seen};
-use common::wire::Conn;
 use common::*;
 
 const KEY: &str = "internal-demo-key";
@@ -417,7 +416,7 @@ fn authority_cases() -> Vec<Case> {
 #[test]
 fn framing_tricks_never_smuggle_a_request() {
     let up = Recorder::start();
-    let tg = Tollgate::start(&config(None, &format!("127.0.0.1:{}", up.port), ""));
+    let tg = Tollgate::start(&standard(None, &format!("127.0.0.1:{}", up.port)).to_yaml());
     let mut failures = Vec::new();
     for (name, bytes, expect) in cases() {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -443,7 +442,7 @@ fn framing_tricks_never_smuggle_a_request() {
 #[test]
 fn an_honest_request_after_a_tricky_one_still_works() {
     let up = Recorder::start();
-    let tg = Tollgate::start(&config(None, &format!("127.0.0.1:{}", up.port), ""));
+    let tg = Tollgate::start(&standard(None, &format!("127.0.0.1:{}", up.port)).to_yaml());
     let _ = raw_exchange(
         tg.port,
         &post("Content-Length: 5\r\nContent-Length: 6\r\n", "hello"),

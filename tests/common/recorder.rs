@@ -10,8 +10,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::wire;
-
 /// One request as the upstream parsed it.
 #[derive(Debug, Clone)]
 pub struct Seen {
@@ -148,7 +146,7 @@ fn parse_request(buf: &[u8]) -> Parsed {
     let rest = &buf[end + 4..];
     let body_end = match (te.as_slice(), cl.as_slice()) {
         ([], []) => Some((Vec::new(), 0)),
-        ([t], []) if t.eq_ignore_ascii_case("chunked") => match wire::dechunk(rest) {
+        ([t], []) if t.eq_ignore_ascii_case("chunked") => match dechunk(rest) {
             Some(b) => Some(b),
             None if rest.len() > 1 << 20 => return Parsed::Invalid(req),
             None => return Parsed::Partial,
@@ -167,5 +165,27 @@ fn parse_request(buf: &[u8]) -> Parsed {
             Parsed::Complete(req, end + 4 + used)
         }
         None => Parsed::Invalid(req),
+    }
+}
+
+/// A chunked body at the front of `b`: (the body, bytes used), None while incomplete.
+fn dechunk(mut b: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let total = b.len();
+    let mut body = Vec::new();
+    loop {
+        let line_end = b.windows(2).position(|w| w == b"\r\n")?;
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&b[..line_end]).ok()?.trim(), 16).ok()?;
+        b = &b[line_end + 2..];
+        if size == 0 {
+            let end = b.windows(2).position(|w| w == b"\r\n")?;
+            b = &b[end + 2..];
+            return Some((body, total - b.len()));
+        }
+        if b.len() < size + 2 {
+            return None;
+        }
+        body.extend_from_slice(&b[..size]);
+        b = &b[size + 2..];
     }
 }
