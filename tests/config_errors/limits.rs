@@ -243,7 +243,9 @@ pub const PARSING: &[Row] = &[
         concat!("redis: { url: \"redis://127.0.0.1\", passwd: x }\n", base!()),
         "1:36: field `redis.passwd`",
         "unknown field `passwd`, expected one of `url`, `cluster`, `timeout_ms`, `on_error`, \
-         `key_prefix`, `breaker_failures`, `breaker_open`, `over_limit_cache`",
+         `key_prefix`, `breaker_failures`, `breaker_window`, `breaker_min_calls`, \
+         `breaker_failure_ratio`, `breaker_failure_spread`, `breaker_half_open_after`, \
+         `breaker_probes`, `breaker_open`, `over_limit_cache`",
     ),
     row(
         concat!("connection_rate: { per_ip: 5, burst: 3 }\n", base!()),
