@@ -21,9 +21,9 @@ pub const TIERS: &[Row] = &[
         "must be at most 1000000000",
     ),
     row(
-        concat!(upstreams!(), routes!(), "tiers: { t: { limits: [{ requests: 100001, window: 1s }] } }\n"),
+        concat!(upstreams!(), routes!(), "tiers: { t: { limits: [{ requests: 1000001, window: 1s }] } }\n"),
         "3:26: field `tiers.t.limits[0].requests`",
-        "sliding_log keeps one entry per request; above 100000 use sliding_window or token_bucket",
+        "sliding_log keeps the last `requests` admissions (8 bytes each, about 8.4 MB per identity at 1000000); at most 1000000, use sliding_window or token_bucket above",
     ),
     row(
         concat!(upstreams!(), routes!(), "tiers: { t: { limits: [{ requests: 1, window: 0s }] } }\n"),
