@@ -169,6 +169,24 @@ mod defs {
         )
         .expect("register tollgate_top_limited")
     });
+    pub static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+        register_int_counter_vec!(
+            "tollgate_connections_refused_total",
+            "Client connections closed at accept time, by reason (rate: connection_rate.per_ip)",
+            &["reason"]
+        )
+        .expect("register tollgate_connections_refused_total")
+    });
+    /// The one child the accept path touches, resolved once (no label lookup per accept).
+    pub static CONNECTIONS_REFUSED_RATE: Lazy<IntCounter> =
+        Lazy::new(|| CONNECTIONS_REFUSED.with_label_values(&["rate"]));
+    pub static CONNECTIONS_UNTRACKED: Lazy<IntCounter> = Lazy::new(|| {
+        register_int_counter!(
+            "tollgate_connection_rate_untracked_total",
+            "Connections admitted without a per-IP count because the rate table was full"
+        )
+        .expect("register tollgate_connection_rate_untracked_total")
+    });
 }
 
 use defs::*;
@@ -192,6 +210,8 @@ pub fn init() {
     Lazy::force(&STORE_OVERFLOW);
     Lazy::force(&STORE_OPS);
     Lazy::force(&TOP_LIMITED);
+    Lazy::force(&CONNECTIONS_REFUSED_RATE);
+    Lazy::force(&CONNECTIONS_UNTRACKED);
     Lazy::force(&BREAKER_STATE);
     Lazy::force(&BREAKER_OPEN_DURATION);
     for r in ["success", "failure"] {
@@ -273,6 +293,14 @@ pub fn set_top_limited(top: &[(String, u64)]) {
 
 pub fn access_log_dropped(reason: &str) {
     ACCESS_LOG_DROPPED.with_label_values(&[reason]).inc();
+}
+
+pub fn connection_refused() {
+    CONNECTIONS_REFUSED_RATE.inc();
+}
+
+pub fn connection_untracked() {
+    CONNECTIONS_UNTRACKED.inc();
 }
 
 /// The breaker's state (0 closed, 1 half-open, 2 open). Called on transitions only.

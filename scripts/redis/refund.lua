@@ -5,7 +5,8 @@
 -- ARGV: the `now_us` the admitting call used (it appends it to its answer when called with
 -- now = -1), the cost, then algorithm, limit and window of each limit, as for ratelimit.lua.
 -- What is removed is what that call added, whatever happened since:
---   sliding_log: `cost` members scored exactly now_us (members of one score count alike);
+--   sliding_log: `cost` slots of the ring recorded at exactly now_us (slots of one time count
+--     alike), the ring kept in time order;
 --   fixed_window / sliding_window: `cost` off the count of the window the call recorded in, if
 --     that window is still the stored one (or, for sliding_window, the previous one);
 --   token_bucket: `cost * T` off the theoretical arrival time (never below the present).
@@ -30,13 +31,61 @@ end
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
+-- The ring of sliding_log.lua (its header is documented there and in README.md).
+local SL_HEADER = 34
+local SL_HEADER_FORMAT = '<I8I8I8I3I3I3I1' -- base, floor, newest, head, hint, n, width
+
+-- Takes up to `cost` slots recorded at exactly at_us out of the ring, keeping it in time order:
+-- the slots newer than them (admitted since, usually none) move back by as many places, the
+-- head moves back too, and the freed places become empty slots at the oldest end. The places
+-- older than the refunded slots are not touched, so a refund costs O(slots admitted since).
 local function refund_sliding_log(key, limit, window_ms)
-  local ts = string.format('%.0f', at_us)
-  local members = redis.call('ZRANGEBYSCORE', key, ts, ts, 'LIMIT', 0, cost)
-  if #members == 0 then
+  local h = redis.call('GETRANGE', key, 0, SL_HEADER - 1)
+  if #h < SL_HEADER then
     return 0
   end
-  redis.call('ZREM', key, unpack(members))
+  local base, floor, newest, head, hint, n, width = struct.unpack(SL_HEADER_FORMAT, h)
+  if (width ~= 4 and width ~= 8) or n < 1 or head >= n or hint >= n or newest < at_us then
+    return 0
+  end
+  local fmt = (width == 4 and '<I4' or '<I8')
+  local function pos(i)
+    return SL_HEADER + ((head + i) % n) * width
+  end
+  local function raw(i)
+    return redis.call('GETRANGE', key, pos(i), pos(i) + width - 1)
+  end
+  local function at(i)
+    return base + struct.unpack(fmt, raw(i))
+  end
+  local last = n - 1
+  while last >= 0 and at(last) > at_us do
+    last = last - 1
+  end
+  local found = 0
+  while found < cost and last - found >= 0 and at(last - found) == at_us do
+    found = found + 1
+  end
+  if found == 0 then
+    return 0
+  end
+  -- Ascending, so every slot is read before its place is written.
+  for t = last + 1, n - 1 do
+    redis.call('SETRANGE', key, pos(t - found), raw(t))
+  end
+  local empty = struct.pack(fmt, 0)
+  for t = n - found, n - 1 do
+    redis.call('SETRANGE', key, pos(t), empty)
+  end
+  local new_head = (head - found) % n
+  if last + 1 <= n - 1 then
+    -- newest is unchanged: a slot newer than the refunded ones is still the newest.
+  elseif last - found >= 0 then
+    newest = at(last - found)
+  else
+    newest = floor
+  end
+  redis.call('SETRANGE', key, 0, struct.pack(SL_HEADER_FORMAT, base, floor, newest, new_head, hint, n, width))
   return 1
 end
 

@@ -20,7 +20,7 @@ pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use plan::{By, Plan, PlanBudget, RoutePlans, TIER_POLICY};
 pub use snapshot::{
-    AccessLogSettings, AnonymousPolicy, HealthCheckSettings, KeyEntry, LimitHeaders, OnError,
-    RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
+    AccessLogSettings, AnonymousPolicy, ConnectionRateSettings, HealthCheckSettings, KeyEntry,
+    LimitHeaders, OnError, RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
 };
 pub use validate::{load_file, load_str};

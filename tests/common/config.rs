@@ -251,6 +251,7 @@ pub struct ConfigBuilder {
     memory_max_identities: Option<u64>,
     access_log: Option<String>,
     admin_token_sha256: Option<String>,
+    connection_rate: Option<(u32, Option<String>)>,
 }
 
 impl Default for ConfigBuilder {
@@ -274,6 +275,7 @@ impl ConfigBuilder {
             memory_max_identities: None,
             access_log: None,
             admin_token_sha256: None,
+            connection_rate: None,
         }
     }
 
@@ -316,6 +318,11 @@ impl ConfigBuilder {
         self.identity.retain(|(f, _)| *f != field);
         self.identity.push((field, value));
         self
+    }
+
+    /// `header`: the request header that carries the API key (`x-api-key` unless set).
+    pub fn key_header(self, name: &str) -> Self {
+        self.identity_field("header", quoted(name))
     }
 
     /// `anonymous: { tier: <tier> }`.
@@ -402,6 +409,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// `connection_rate: { per_ip, window }` (`window` left out when None: its default).
+    pub fn connection_rate(mut self, per_ip: u32, window: Option<&str>) -> Self {
+        self.connection_rate = Some((per_ip, window.map(str::to_string)));
+        self
+    }
+
     pub fn to_yaml(&self) -> String {
         let mut y = format!(
             "listen: [{}]\nadmin_listen: {}\n",
@@ -428,6 +441,15 @@ impl ConfigBuilder {
         }
         if let Some(n) = self.memory_max_identities {
             let _ = writeln!(y, "memory_max_identities: {n}");
+        }
+        match &self.connection_rate {
+            Some((n, Some(w))) => {
+                let _ = writeln!(y, "connection_rate: {{ per_ip: {n}, window: {w} }}");
+            }
+            Some((n, None)) => {
+                let _ = writeln!(y, "connection_rate: {{ per_ip: {n} }}");
+            }
+            None => {}
         }
         y
     }
