@@ -85,7 +85,8 @@ fn redis_limiter(settings: &RedisSettings, memory: &Arc<MemoryStore>) -> Limiter
         &settings.key_prefix,
         settings.timeout,
         Clock::Store,
-    );
+    )
+    .with_late_horizon(settings.breaker.late_answer_horizon());
     Limiter::with_store(Arc::new(store), settings, memory.clone())
 }
 

@@ -8,6 +8,7 @@
 //! [`upstreams`], [`routes`], [`tiers`], [`identity`] and [`keys`]; [`context`] turns serde's
 //! errors into positioned ones.
 
+mod breaker;
 mod context;
 mod identity;
 mod keys;
