@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
-    register_histogram, register_histogram_vec, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, Histogram, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec,
 };
 
 /// 100 µs to 10 s: a proxy hop to a slow upstream.
@@ -153,6 +154,24 @@ mod defs {
         )
         .expect("register tollgate_top_limited")
     });
+    pub static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+        register_int_counter_vec!(
+            "tollgate_connections_refused_total",
+            "Client connections closed at accept time, by reason (rate: connection_rate.per_ip)",
+            &["reason"]
+        )
+        .expect("register tollgate_connections_refused_total")
+    });
+    /// The one child the accept path touches, resolved once (no label lookup per accept).
+    pub static CONNECTIONS_REFUSED_RATE: Lazy<IntCounter> =
+        Lazy::new(|| CONNECTIONS_REFUSED.with_label_values(&["rate"]));
+    pub static CONNECTIONS_UNTRACKED: Lazy<IntCounter> = Lazy::new(|| {
+        register_int_counter!(
+            "tollgate_connection_rate_untracked_total",
+            "Connections admitted without a per-IP count because the rate table was full"
+        )
+        .expect("register tollgate_connection_rate_untracked_total")
+    });
 }
 
 use defs::*;
@@ -174,6 +193,8 @@ pub fn init() {
     Lazy::force(&GENERATION);
     Lazy::force(&ACCESS_LOG_DROPPED);
     Lazy::force(&TOP_LIMITED);
+    Lazy::force(&CONNECTIONS_REFUSED_RATE);
+    Lazy::force(&CONNECTIONS_UNTRACKED);
     Lazy::force(&BREAKER_STATE);
     Lazy::force(&BREAKER_OPEN_DURATION);
     for r in ["success", "failure"] {
@@ -243,6 +264,14 @@ pub fn set_top_limited(top: &[(String, u64)]) {
 
 pub fn access_log_dropped(reason: &str) {
     ACCESS_LOG_DROPPED.with_label_values(&[reason]).inc();
+}
+
+pub fn connection_refused() {
+    CONNECTIONS_REFUSED_RATE.inc();
+}
+
+pub fn connection_untracked() {
+    CONNECTIONS_UNTRACKED.inc();
 }
 
 /// The breaker's state (0 closed, 1 half-open, 2 open). Called on transitions only.

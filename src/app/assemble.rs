@@ -50,6 +50,7 @@ fn build(
     memory: &Arc<MemoryStore>,
     top: &Arc<TopLimited>,
 ) -> Result<Generation, String> {
+    crate::log_redact::set_key_header(snapshot.key_header.as_str());
     let mut upstreams = HashMap::new();
     for (name, settings) in &snapshot.upstreams {
         let reuse = previous

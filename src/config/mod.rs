@@ -18,7 +18,7 @@ pub use caller::Caller;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use snapshot::{
-    AccessLogSettings, AnonymousPolicy, HealthCheckSettings, KeyEntry, LimitHeaders, OnError,
-    RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
+    AccessLogSettings, AnonymousPolicy, ConnectionRateSettings, HealthCheckSettings, KeyEntry,
+    LimitHeaders, OnError, RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
 };
 pub use validate::{load_file, load_str};

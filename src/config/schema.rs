@@ -41,6 +41,20 @@ pub struct RawConfig {
     pub access_log: RawAccessLog,
     /// SHA-256 (hex) of the admin API's bearer token.
     pub admin_token_sha256: Option<String>,
+    /// New connections per client address, decided at accept time.
+    pub connection_rate: Option<RawConnectionRate>,
+}
+
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnectionRate {
+    pub per_ip: u32,
+    #[serde(default = "default_connection_window")]
+    pub window: Dur,
+}
+
+fn default_connection_window() -> Dur {
+    Dur(Duration::from_secs(1))
 }
 
 fn default_listen() -> Vec<String> {

@@ -226,13 +226,13 @@ pub const PARSING: &[Row] = &[
         concat!(base!(), "keys_file: keys.tsv\n"),
         "4:1: field `keys_file`",
         "unknown field `keys_file`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`",
+         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`, `connection_rate`",
     ),
     row(
         concat!(base!(), "admin_token: \"row-secret-key-0001\"\n"),
         "4:1: field `admin_token`",
         "unknown field `admin_token`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`",
+         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`, `connection_rate`",
     ),
     row(
         concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\", tier: t, expires: never }]\n"),
@@ -247,6 +247,12 @@ pub const PARSING: &[Row] = &[
          `breaker_failure_ratio`, `breaker_failure_spread`, `breaker_half_open_after`, \
          `breaker_probes`, `breaker_open`, `over_limit_cache`",
     ),
+    row(
+        concat!("connection_rate: { per_ip: 5, burst: 3 }\n", base!()),
+        "1:31: field `connection_rate.burst`",
+        "unknown field `burst`, expected `per_ip` or `window`",
+    ),
+    row(concat!("connection_rate: { window: 1s }\n", base!()), "1:1: field `connection_rate`", "missing field `per_ip`"),
     row(concat!(upstreams!(), tiers!()), "1:1", "missing field `routes`"),
     row(concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\" }]\n"), "4:8: field `keys[0]`", "missing field `tier`"),
     row(
