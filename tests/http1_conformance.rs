@@ -166,6 +166,13 @@ fn pingoras_own_protocol_errors_carry_problem_json() {
             b"GET /proxy/x HTTP/1.1\r\nHost: x\r\nNo Colon\r\n\r\n",
             400,
         ),
+        ("no version", b"GET /proxy/x\r\nHost: x\r\n\r\n", 400),
+        ("nonsense request line", b"HELLO THERE\r\n\r\n", 400),
+        (
+            "too many parts",
+            b"GET /proxy/x HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+            400,
+        ),
         (
             "bad version",
             b"GET /proxy/x HTTP/9.9\r\nHost: x\r\n\r\n",

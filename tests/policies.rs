@@ -266,17 +266,17 @@ fn a_full_in_process_store_judges_new_identities_in_the_overflow_bucket() {
 /// the others.
 #[test]
 fn policies_on_a_redis_cluster() {
-    use tollgate::identity::{digest, StoreIdentity};
+    use tollgate::identity::StoreIdentity;
     use tollgate::limiter::store::redis::slot_of;
 
     let cluster = common::cluster::RedisCluster::start();
     let global = cluster.keyslot("tollgate:{global}:guard.0:sl");
     assert_eq!(global, slot_of("global"));
     // A caller whose own budget lives on another master than the global one.
-    let small_key = SMALL_KEYS
+    let (_, small_key) = SMALL_KEYS
         .into_iter()
-        .find(|k| {
-            let id = StoreIdentity::for_key(&digest(k.as_bytes()));
+        .find(|(id, _)| {
+            let id = StoreIdentity::for_id(id);
             let own = cluster.keyslot(&format!("tollgate:{{{id}}}:own:sl"));
             assert_eq!(own, slot_of(id.as_str()));
             cluster.master_of(own) != cluster.master_of(global)

@@ -19,7 +19,7 @@ pub async fn read(generation: &Generation, id: &str) -> Response<Vec<u8>> {
         return unknown(id);
     };
     let policies = generation.snapshot.identity_policy_limits(&entry.tier);
-    let budgets = budgets(entry, &policies);
+    let budgets = budgets(&entry, &policies);
     let usage = match generation.limiter.peek(&budgets).await {
         Ok(u) => u,
         Err(e) => return store_down(&e),
@@ -52,7 +52,7 @@ pub async fn clear(
         return unknown(id);
     };
     let policies = generation.snapshot.identity_policy_limits(&entry.tier);
-    let result = generation.limiter.reset(&budgets(entry, &policies)).await;
+    let result = generation.limiter.reset(&budgets(&entry, &policies)).await;
     let who = peer.map_or_else(|| "an unknown peer".to_string(), |p| p.to_string());
     match result {
         Ok(()) => {

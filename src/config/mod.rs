@@ -8,6 +8,7 @@
 mod caller;
 mod duration;
 mod error;
+pub mod key_table;
 pub mod plan;
 mod positions;
 pub mod reload;
@@ -21,6 +22,6 @@ pub use error::ConfigError;
 pub use plan::{By, Plan, PlanBudget, RoutePlans, TIER_POLICY};
 pub use snapshot::{
     AccessLogSettings, AnonymousPolicy, ConnectionRateSettings, HealthCheckSettings, KeyEntry,
-    LimitHeaders, OnError, RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
+    KeysFile, LimitHeaders, OnError, RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
 };
-pub use validate::{load_file, load_str};
+pub use validate::{load_file, load_str, reload_keys};

@@ -88,8 +88,9 @@ impl Plan {
     }
 }
 
-/// The plans of one route: per method class, one plan per tier (by tier index).
-#[derive(Debug, Default)]
+/// The plans of one route: per method class, one plan per tier (by tier index). Cloning
+/// clones `Arc`s only (a reload of the keys file alone clones the snapshot).
+#[derive(Debug, Default, Clone)]
 pub struct RoutePlans {
     /// Methods some policy on this route names, each with its plans.
     pub methods: Vec<(http::Method, Vec<Arc<Plan>>)>,

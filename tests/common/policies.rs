@@ -151,11 +151,10 @@ pub fn policy_config(redis: Option<Redis>, echo: &str) -> ConfigBuilder {
         )
         .key("alice", "free-demo-key", "free")
         .key("carol", "internal-demo-key", "internal")
-        .key("sam", "small-key", "small")
-        .key("sam-b", "small-key-b", "small")
-        .key("sam-c", "small-key-c", "small")
-        .key("sam-d", "small-key-d", "small")
         .key("dave", "internal-two", "internal");
+    let c = SMALL_KEYS
+        .iter()
+        .fold(c, |c, (id, key)| c.key(id, key, "small"));
     match redis {
         Some(r) => c.redis(r),
         None => c,
@@ -220,8 +219,13 @@ pub fn burst(
     }
 }
 
-/// Keys of the `small` tier (own limit 10), for tests that need one in a given slot.
-pub const SMALL_KEYS: [&str; 4] = ["small-key", "small-key-b", "small-key-c", "small-key-d"];
+/// Ids and keys of the `small` tier (own limit 10), for tests that need one in a given slot.
+pub const SMALL_KEYS: [(&str, &str); 4] = [
+    ("sam", "small-key"),
+    ("sam-b", "small-key-b"),
+    ("sam-c", "small-key-c"),
+    ("sam-d", "small-key-d"),
+];
 
 pub fn key(k: &'static str) -> impl Fn(usize) -> Vec<(&'static str, String)> + Send + Sync {
     move |_| vec![("x-api-key", k.to_string())]
