@@ -15,7 +15,7 @@ use std::time::Duration;
 use once_cell::race::OnceBox;
 use pingora_prometheus::prometheus::{Histogram, IntCounter};
 
-use crate::config::{Caller, Snapshot, Tier};
+use crate::config::{Caller, Snapshot, Tier, TIER_POLICY};
 use crate::metrics::{self, Decision};
 
 /// Status codes with a preresolved counter; any other code (rare) is looked up per request.
@@ -104,7 +104,7 @@ impl MetricHandles {
                     })
                 })
                 .collect(),
-            keys: (0..snapshot.keys.len()).map(|_| OnceBox::new()).collect(),
+            keys: (0..snapshot.keys.id_count()).map(|_| OnceBox::new()).collect(),
             anonymous: Default::default(),
         }
     }
@@ -147,7 +147,8 @@ impl MetricHandles {
         }
     }
 
-    /// `tollgate_ratelimit_decisions_total{tier, limit, decision}`.
+    /// `tollgate_ratelimit_decisions_total{tier, policy, limit, decision}` of the tier's own
+    /// limits (policy `tier`) or of a store failure (policy and limit `all`).
     pub fn decision(&self, tier: &Tier, limit: LimitLabel, decision: Decision) {
         let Some(t) = self.tiers.get(tier.index) else {
             return;
@@ -160,7 +161,13 @@ impl MetricHandles {
         };
         if let Some((name, cells)) = t.limits.get(i) {
             cells[decision.index()]
-                .get_or_init(|| metrics::decision_counter(&t.name, name, decision))
+                .get_or_init(|| {
+                    let policy = match limit {
+                        LimitLabel::All => "all",
+                        _ => TIER_POLICY,
+                    };
+                    metrics::decision_counter(&t.name, policy, name, decision)
+                })
                 .inc();
         }
     }

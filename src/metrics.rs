@@ -70,8 +70,8 @@ mod defs {
     pub static DECISIONS: Lazy<IntCounterVec> = Lazy::new(|| {
         register_int_counter_vec!(
             "tollgate_ratelimit_decisions_total",
-            "Rate-limit decisions, by tier, limit and decision",
-            &["tier", "limit", "decision"]
+            "Rate-limit decisions, by tier, policy (`tier` for the tier's own limits), limit and decision",
+            &["tier", "policy", "limit", "decision"]
         )
         .expect("register tollgate_ratelimit_decisions_total")
     });
@@ -114,6 +114,21 @@ mod defs {
             "Generation of the configuration in force; bumps on every successful load"
         )
         .expect("register tollgate_config_generation")
+    });
+    pub static STORE_OPS: Lazy<IntCounterVec> = Lazy::new(|| {
+        register_int_counter_vec!(
+            "tollgate_store_operations_total",
+            "Store operations besides decisions, by op (refund: charges given back across hash slots)",
+            &["op"]
+        )
+        .expect("register tollgate_store_operations_total")
+    });
+    pub static STORE_OVERFLOW: Lazy<IntCounter> = Lazy::new(|| {
+        register_int_counter!(
+            "tollgate_store_overflow_total",
+            "Requests the in-process store judged in a tier's shared overflow bucket because it held memory_max_identities identities"
+        )
+        .expect("register tollgate_store_overflow_total")
     });
     pub static BREAKER_STATE: Lazy<IntGauge> = Lazy::new(|| {
         register_int_gauge!(
@@ -161,6 +176,24 @@ mod defs {
         )
         .expect("register tollgate_top_limited")
     });
+    pub static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+        register_int_counter_vec!(
+            "tollgate_connections_refused_total",
+            "Client connections closed at accept time, by reason (rate: connection_rate.per_ip)",
+            &["reason"]
+        )
+        .expect("register tollgate_connections_refused_total")
+    });
+    /// The one child the accept path touches, resolved once (no label lookup per accept).
+    pub static CONNECTIONS_REFUSED_RATE: Lazy<IntCounter> =
+        Lazy::new(|| CONNECTIONS_REFUSED.with_label_values(&["rate"]));
+    pub static CONNECTIONS_UNTRACKED: Lazy<IntCounter> = Lazy::new(|| {
+        register_int_counter!(
+            "tollgate_connection_rate_untracked_total",
+            "Connections admitted without a per-IP count because the rate table was full"
+        )
+        .expect("register tollgate_connection_rate_untracked_total")
+    });
 }
 
 use defs::*;
@@ -182,7 +215,11 @@ pub fn init() {
     Lazy::force(&GENERATION);
     Lazy::force(&ACCESS_LOG_DROPPED);
     Lazy::force(&ACCESS_LOG_WRITE_ERRORS);
+    Lazy::force(&STORE_OVERFLOW);
+    Lazy::force(&STORE_OPS);
     Lazy::force(&TOP_LIMITED);
+    Lazy::force(&CONNECTIONS_REFUSED_RATE);
+    Lazy::force(&CONNECTIONS_UNTRACKED);
     Lazy::force(&BREAKER_STATE);
     Lazy::force(&BREAKER_OPEN_DURATION);
     for r in ["success", "failure"] {
@@ -251,8 +288,9 @@ pub fn upstream_duration(upstream: &str) -> Histogram {
     UPSTREAM_DURATION.with_label_values(&[upstream])
 }
 
-pub fn decision_counter(tier: &str, limit: &str, decision: Decision) -> IntCounter {
-    DECISIONS.with_label_values(&[tier, limit, decision.as_str()])
+/// `policy`: `tier` for the tier's own limits, `all` for a store failure.
+pub fn decision_counter(tier: &str, policy: &str, limit: &str, decision: Decision) -> IntCounter {
+    DECISIONS.with_label_values(&[tier, policy, limit, decision.as_str()])
 }
 
 pub fn key_counter(key_id: &str, decision: Decision) -> IntCounter {
@@ -265,6 +303,24 @@ pub fn upstream_error(upstream: &str, kind: &str) {
 }
 
 static STORE_CHECK: Lazy<Histogram> = Lazy::new(|| STORE_DURATION.with_label_values(&["check"]));
+
+/// A policy's decision (not the tier's own limits, which have handles): a label lookup.
+/// `limit` is the limit as the 429 names it.
+pub fn decision(tier: &str, policy: &str, limit: &str, decision: Decision) {
+    DECISIONS
+        .with_label_values(&[tier, policy, limit, decision.as_str()])
+        .inc();
+}
+
+/// One refund across hash slots sent (Redis Cluster; see `store/redis/split.rs`).
+pub fn store_refund() {
+    STORE_OPS.with_label_values(&["refund"]).inc();
+}
+
+pub fn store_overflow() {
+    STORE_OVERFLOW.inc();
+}
+
 
 /// `op`: `check` (resolved once) or another operation (`ping`: a lookup, off the request path).
 pub fn observe_store(op: &str, took: Duration) {
@@ -309,6 +365,14 @@ pub fn access_log_dropped(reason: &str, lines: u64) {
 
 pub fn access_log_write_error() {
     ACCESS_LOG_WRITE_ERRORS.inc();
+}
+
+pub fn connection_refused() {
+    CONNECTIONS_REFUSED_RATE.inc();
+}
+
+pub fn connection_untracked() {
+    CONNECTIONS_UNTRACKED.inc();
 }
 
 /// The breaker's state (0 closed, 1 half-open, 2 open). Called on transitions only.

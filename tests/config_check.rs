@@ -95,7 +95,7 @@ fn unknown_field() {
     refuses(
         "unknown_field",
         "13:5: field `routes[0].strip_prefx`: unknown field `strip_prefx`, expected one of \
-         `prefix`, `upstream`, `strip_prefix`, `cost`, `preserve_host`",
+         `name`, `prefix`, `methods`, `upstream`, `strip_prefix`, `cost`, `preserve_host`",
     );
 }
 
@@ -118,10 +118,10 @@ fn route_to_unknown_upstream() {
 }
 
 #[test]
-fn duplicate_key_id() {
+fn keys_of_one_id_naming_two_tiers() {
     refuses(
-        "duplicate_key_id",
-        "27:7: field `keys[1].id`: duplicate id 'alice'",
+        "key_id_two_tiers",
+        "27:50: field `keys[1].tier`: keys of one id must name one tier: id 'alice' has 'anonymous' here and 'free' at keys[0]",
     );
 }
 

@@ -217,6 +217,38 @@ fn same_as_the_sorted_set(max_limit: u64, cases: u32) {
     });
 }
 
+/// Boundaries: the clock moves on a grid of W/q (q = 1 to 8, so rarely a whole number of
+/// milliseconds), one µs either side of it, or not at all, so requests keep landing exactly W,
+/// W - 1 µs and W + 1 µs after earlier admissions. The ring (Redis and in-process) must answer
+/// as the sorted set did, `retry` and `reset` rounded up alike. Windows are at least 10 s and a
+/// case lasts well under a second, so no key reaches its Redis TTL while the case needs it.
+#[test]
+fn the_ring_answers_as_the_sorted_set_did_on_the_boundaries() {
+    let env = Env::start();
+    let case = Cell::new(0u64);
+    let grid = prop::collection::vec((0u8..6, 1u64..=8), 150);
+    proptest!(config(48), |(window_s in 10u64..30, evs in events(300), grid in grid)| {
+        case.set(case.get() + 1);
+        let id = format!("edge-{}", case.get());
+        let zkey = format!("tgzset:{{{id}}}:p:sl");
+        let win_us = window_s * 1_000_000;
+        let mut now = real_now_us();
+        for (i, (e, (kind, q))) in evs.iter().zip(&grid).enumerate() {
+            now += match kind {
+                0 => 0,
+                1 => win_us / q,
+                2 => win_us / q + 1,
+                3 => (win_us / q).saturating_sub(1),
+                _ => win_us / (q * e.limit),
+            };
+            let l = sliding_log(e.limit, window_s * 1000);
+            let ring = env.ring(&id, &l, e.cost, now);
+            let zset = env.zset(&zkey, &l, e.cost, now);
+            prop_assert_eq!(ring, zset, "event {} of {:?}", i, evs);
+        }
+    });
+}
+
 #[test]
 fn redis_and_memory_agree_when_the_clock_steps_back() {
     clock_steps_back(30, 64);

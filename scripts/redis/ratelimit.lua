@@ -15,9 +15,12 @@
 -- the in-process store clamps the same way. Malformed input is refused before anything is
 -- written, so an error never leaves half a batch recorded.
 --
--- ARGV: nrequests, then per request: now_us (0: Redis TIME), cost, nlimits, then per limit:
--- algorithm code, limit, window_ms. KEYS: every limit's key, request by request.
--- Returns, per request: allowed_all, nlimits, then per limit: allowed, remaining, retry_ms, reset_ms.
+-- ARGV: nrequests, then per request: now_us, cost, nlimits, then per limit: algorithm code, limit,
+-- window_ms. now_us 0: Redis TIME; -1: Redis TIME, and the time used is appended to that
+-- request's answer, so that a caller splitting a request over hash slots can refund this call
+-- exactly (refund.lua). KEYS: every limit's key, request by request.
+-- Returns, per request: allowed_all, nlimits, then per limit: allowed, remaining, retry_ms,
+-- reset_ms (then the time used, for now_us -1).
 
 if redis.replicate_commands then
   redis.replicate_commands()
@@ -39,7 +42,8 @@ local function parse()
     if now_us == nil or cost == nil or n == nil or n < 0 then
       return nil, 'tollgate: request ' .. r .. ': now, cost and limit count must be numbers'
     end
-    if now_us == 0 then
+    local report = (now_us == -1)
+    if now_us <= 0 then
       if server_now == nil then
         local t = redis.call('TIME')
         server_now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -49,7 +53,7 @@ local function parse()
     if cost < 1 then
       cost = 1
     end
-    local req = { now_us = now_us, cost = cost, key = k, codes = {}, limits = {}, windows = {} }
+    local req = { now_us = now_us, cost = cost, report = report, key = k, codes = {}, limits = {}, windows = {} }
     for i = 1, n do
       local p = a + 3 * i
       local code, limit, window_ms = tonumber(ARGV[p]), tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
@@ -97,6 +101,9 @@ local function decide(req, out)
     for i = 1, n do
       commits[req.codes[i]](KEYS[req.key + i - 1], req.limits[i], req.windows[i], req.cost, req.now_us, states[i])
     end
+  end
+  if req.report then
+    out[#out + 1] = req.now_us
   end
 end
 

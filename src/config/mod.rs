@@ -8,6 +8,8 @@
 mod caller;
 mod duration;
 mod error;
+pub mod key_table;
+pub mod plan;
 mod positions;
 pub mod reload;
 pub mod schema;
@@ -17,8 +19,9 @@ mod validate;
 pub use caller::Caller;
 pub use duration::parse_duration;
 pub use error::ConfigError;
+pub use plan::{By, Plan, PlanBudget, RoutePlans, TIER_POLICY};
 pub use snapshot::{
-    AccessLogSettings, AnonymousPolicy, HealthCheckSettings, KeyEntry, LimitHeaders, OnError,
-    RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
+    AccessLogSettings, AnonymousPolicy, ConnectionRateSettings, HealthCheckSettings, KeyEntry,
+    KeysFile, LimitHeaders, OnError, RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
 };
-pub use validate::{load_file, load_str};
+pub use validate::{load_file, load_str, reload_keys};

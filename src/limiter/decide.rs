@@ -133,8 +133,9 @@ impl Limiter {
         self.breaker.state()
     }
 
-    /// Decides one request. The over-limit cache keys a denial by the first budget's identity
-    /// and `scope` (the tier), and `generation` ties it to the config it was made under.
+    /// Decides one request. The over-limit cache keys a denial by every budget's identity and
+    /// `scope` (the tier, route and method the budgets were planned for), and `generation`
+    /// ties it to the config it was made under.
     pub async fn decide(
         &self,
         budgets: &[Budget<'_>],
@@ -142,7 +143,7 @@ impl Limiter {
         scope: &str,
         generation: u64,
     ) -> Outcome {
-        let Some(first) = budgets.first().filter(|_| super::limit_count(budgets) > 0) else {
+        if super::limit_count(budgets) == 0 {
             return Outcome::Decided {
                 verdict: Verdict {
                     allowed: true,
@@ -152,7 +153,9 @@ impl Limiter {
             };
         };
         if let Some(cache) = &self.over_limit {
-            if let Some(verdict) = cache.get(first.identity, scope, generation, cost) {
+            if let Some(verdict) =
+                cache.get(budgets.iter().map(|b| b.identity), scope, generation, cost)
+            {
                 return Outcome::Decided {
                     verdict,
                     source: Source::Cache,
@@ -168,7 +171,12 @@ impl Limiter {
             Ok(verdict) => {
                 self.breaker.record(permit, false);
                 if let Some(cache) = &self.over_limit {
-                    cache.put(first.identity, scope, generation, cost, &verdict);
+                    cache.put(
+                        budgets.iter().map(|b| b.identity),
+                        (scope, generation),
+                        cost,
+                        &verdict,
+                    );
                 }
                 Outcome::Decided {
                     verdict,
@@ -179,7 +187,8 @@ impl Limiter {
                 metrics::store_error(e.kind());
                 self.breaker.record(permit, true);
                 if let Some(late) = late {
-                    self.await_late_answer(late, (first.identity, scope, generation), cost);
+                    let identities = budgets.iter().map(|b| b.identity.to_owned()).collect();
+                    self.await_late_answer(late, identities, (scope, generation), cost);
                 }
                 self.fallback(e, budgets, cost)
             }
@@ -190,7 +199,8 @@ impl Limiter {
     fn await_late_answer(
         &self,
         late: LateAnswer,
-        (identity, scope, generation): (&str, &str, u64),
+        identities: Vec<String>,
+        (scope, generation): (&str, u64),
         cost: u64,
     ) {
         if self.late_calls.fetch_add(1, Ordering::AcqRel) >= MAX_LATE_CALLS {
@@ -200,12 +210,17 @@ impl Limiter {
         let in_flight = self.late_calls.clone();
         let breaker = self.breaker.clone();
         let cache = self.over_limit.clone();
-        let (identity, scope) = (identity.to_owned(), scope.to_owned());
+        let scope = scope.to_owned();
         tokio::spawn(async move {
             if let Ok(verdict) = late.await {
                 breaker.late_answer();
                 if let Some(cache) = cache {
-                    cache.put(&identity, &scope, generation, cost, &verdict);
+                    cache.put(
+                        identities.iter().map(String::as_str),
+                        (&scope, generation),
+                        cost,
+                        &verdict,
+                    );
                 }
             }
             in_flight.fetch_sub(1, Ordering::AcqRel);

@@ -77,9 +77,18 @@ impl OverLimitCache {
             .unwrap_or_else(|| self.started.elapsed().as_micros() as u64)
     }
 
-    fn key(&self, identity: &str, scope: &str, generation: u64) -> u64 {
+    /// Every identity of the request takes part: a denial by a policy's shared budget (an IP,
+    /// a header value, `global`) must not be replayed for the same caller with other budgets.
+    fn key<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a str>,
+        scope: &str,
+        generation: u64,
+    ) -> u64 {
         let mut h = self.hasher.build_hasher();
-        identity.hash(&mut h);
+        for identity in identities {
+            identity.hash(&mut h);
+        }
         scope.hash(&mut h);
         generation.hash(&mut h);
         h.finish()
@@ -91,8 +100,14 @@ impl OverLimitCache {
 
     /// A cached denial for a request of `cost`, with its retry time counted down to now, when
     /// Redis would refuse that request too (see the module docs).
-    pub fn get(&self, identity: &str, scope: &str, generation: u64, cost: u64) -> Option<Verdict> {
-        let k = self.key(identity, scope, generation);
+    pub fn get<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a str>,
+        scope: &str,
+        generation: u64,
+        cost: u64,
+    ) -> Option<Verdict> {
+        let k = self.key(identities, scope, generation);
         let guard = self.slot(k).load();
         let e = guard.as_ref()?;
         let now = self.now_us();
@@ -113,12 +128,18 @@ impl OverLimitCache {
 
     /// Records a denial of a request of `cost`; it holds until the earliest moment Redis could
     /// admit that cost again. A newer denial replaces an older one.
-    pub fn put(&self, identity: &str, scope: &str, generation: u64, cost: u64, verdict: &Verdict) {
+    pub fn put<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a str>,
+        (scope, generation): (&str, u64),
+        cost: u64,
+        verdict: &Verdict,
+    ) {
         let wait_ms = verdict.retry_after_ms();
         if verdict.allowed || wait_ms == 0 {
             return;
         }
-        let key = self.key(identity, scope, generation);
+        let key = self.key(identities, scope, generation);
         let entry = Entry {
             key,
             until_us: self.now_us() + wait_ms * 1000,
@@ -156,40 +177,40 @@ mod tests {
     fn holds_until_redis_said_then_forgets() {
         let clock = Clock::manual(1_000_000);
         let c = OverLimitCache::new(clock.clone());
-        c.put("k:1", "free", 1, 1, &denied(40, 0));
-        assert!(c.get("k:1", "free", 1, 1).is_some());
-        assert!(c.get("k:1", "free", 2, 1).is_none(), "a reload invalidates");
-        assert!(c.get("k:2", "free", 1, 1).is_none());
+        c.put(["k:1"], ("free", 1), 1, &denied(40, 0));
+        assert!(c.get(["k:1"], "free", 1, 1).is_some());
+        assert!(c.get(["k:1"], "free", 2, 1).is_none(), "a reload invalidates");
+        assert!(c.get(["k:2"], "free", 1, 1).is_none());
         clock.advance_us(39_000);
-        assert_eq!(c.get("k:1", "free", 1, 1).unwrap().retry_after_ms(), 1);
+        assert_eq!(c.get(["k:1"], "free", 1, 1).unwrap().retry_after_ms(), 1);
         clock.advance_us(1_000);
-        assert!(c.get("k:1", "free", 1, 1).is_none());
+        assert!(c.get(["k:1"], "free", 1, 1).is_none());
     }
 
     #[test]
     fn a_cheaper_request_goes_to_redis() {
         // Limit 10, three cost-3 requests admitted, the fourth refused with 1 unit left.
         let c = OverLimitCache::new(Clock::manual(5_000_000));
-        c.put("k:1", "t", 1, 3, &denied(60_000, 1));
+        c.put(["k:1"], ("t", 1), 3, &denied(60_000, 1));
         assert!(
-            c.get("k:1", "t", 1, 1).is_none(),
+            c.get(["k:1"], "t", 1, 1).is_none(),
             "Redis has a unit for cost 1"
         );
-        assert!(c.get("k:1", "t", 1, 2).is_none());
-        assert!(c.get("k:1", "t", 1, 3).is_some());
-        assert!(c.get("k:1", "t", 1, 7).is_some());
+        assert!(c.get(["k:1"], "t", 1, 2).is_none());
+        assert!(c.get(["k:1"], "t", 1, 3).is_some());
+        assert!(c.get(["k:1"], "t", 1, 7).is_some());
     }
 
     #[test]
     fn every_thread_sees_a_denial_and_clear_forgets_it() {
         let c = OverLimitCache::new(Clock::manual(1));
         let other = OverLimitCache::new(Clock::manual(1));
-        c.put("k:1", "t", 1, 1, &denied(1000, 0));
-        assert!(other.get("k:1", "t", 1, 1).is_none(), "caches are apart");
+        c.put(["k:1"], ("t", 1), 1, &denied(1000, 0));
+        assert!(other.get(["k:1"], "t", 1, 1).is_none(), "caches are apart");
         std::thread::scope(|s| {
-            s.spawn(|| assert!(c.get("k:1", "t", 1, 1).is_some(), "shared by threads"));
+            s.spawn(|| assert!(c.get(["k:1"], "t", 1, 1).is_some(), "shared by threads"));
         });
         c.clear();
-        assert!(c.get("k:1", "t", 1, 1).is_none());
+        assert!(c.get(["k:1"], "t", 1, 1).is_none());
     }
 }

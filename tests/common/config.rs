@@ -17,6 +17,8 @@
 
 use std::fmt::Write;
 
+use super::policies::Policy;
+
 /// One limit of a tier.
 #[derive(Clone, Debug)]
 pub struct Limit {
@@ -47,7 +49,7 @@ impl Limit {
         self
     }
 
-    fn yaml(&self) -> String {
+    pub fn yaml(&self) -> String {
         let mut s = String::from("{ ");
         if let Some(n) = &self.name {
             let _ = write!(s, "name: {n}, ");
@@ -175,15 +177,30 @@ impl Route {
         self.fields.push(("cost", cost.to_string()));
         self
     }
+
+    /// The route's `name` (policies match it; the `route` label shows it).
+    pub fn name(mut self, name: &str) -> Self {
+        self.fields.push(("name", name.to_string()));
+        self
+    }
+
+    /// `methods: [...]`: the route matches only these.
+    pub fn methods(mut self, methods: &[&str]) -> Self {
+        self.fields
+            .push(("methods", format!("[{}]", methods.join(", "))));
+        self
+    }
 }
 
-/// One entry of `keys`: `{ id, key | key_sha256, tier }`.
+/// One entry of `keys`: `{ id, key | key_sha256, tier, expires?, disabled? }`.
 #[derive(Clone, Debug)]
 pub struct Key {
     id: String,
     key: Option<String>,
     key_sha256: Option<String>,
     tier: String,
+    expires: Option<String>,
+    disabled: bool,
 }
 
 impl Key {
@@ -193,7 +210,21 @@ impl Key {
             key: Some(key.to_string()),
             key_sha256: None,
             tier: tier.to_string(),
+            expires: None,
+            disabled: false,
         }
+    }
+
+    /// `expires: <RFC 3339>`.
+    pub fn expires(mut self, at: &str) -> Self {
+        self.expires = Some(at.to_string());
+        self
+    }
+
+    /// `disabled: true`.
+    pub fn disabled(mut self) -> Self {
+        self.disabled = true;
+        self
     }
 
     /// Adds a `key_sha256` (with `key` kept, the file is invalid: a test of that error).
@@ -210,7 +241,14 @@ impl Key {
         if let Some(h) = &self.key_sha256 {
             let _ = write!(s, ", key_sha256: {}", quoted(h));
         }
-        let _ = write!(s, ", tier: {} }}", self.tier);
+        let _ = write!(s, ", tier: {}", self.tier);
+        if let Some(at) = &self.expires {
+            let _ = write!(s, ", expires: {}", quoted(at));
+        }
+        if self.disabled {
+            s.push_str(", disabled: true");
+        }
+        s.push_str(" }");
         s
     }
 }
@@ -232,8 +270,12 @@ pub struct ConfigBuilder {
     identity: Vec<(&'static str, String)>,
     tiers: Vec<TierSpec>,
     keys: Vec<Key>,
+    policies: Vec<Policy>,
+    memory_max_identities: Option<u64>,
     access_log: Option<String>,
     admin_token_sha256: Option<String>,
+    keys_file: Option<String>,
+    connection_rate: Option<(u32, Option<String>)>,
 }
 
 impl Default for ConfigBuilder {
@@ -253,8 +295,12 @@ impl ConfigBuilder {
             identity: vec![("header", quoted("x-api-key"))],
             tiers: Vec::new(),
             keys: Vec::new(),
+            policies: Vec::new(),
+            memory_max_identities: None,
             access_log: None,
             admin_token_sha256: None,
+            keys_file: None,
+            connection_rate: None,
         }
     }
 
@@ -299,6 +345,11 @@ impl ConfigBuilder {
         self
     }
 
+    /// `header`: the request header that carries the API key (`x-api-key` unless set).
+    pub fn key_header(self, name: &str) -> Self {
+        self.identity_field("header", quoted(name))
+    }
+
     /// `anonymous: { tier: <tier> }`.
     pub fn anonymous_tier(self, tier: &str) -> Self {
         self.identity_field("anonymous", format!("{{ tier: {tier} }}"))
@@ -317,6 +368,23 @@ impl ConfigBuilder {
     pub fn trusted_proxies(self, cidrs: &[&str]) -> Self {
         let cidrs: Vec<String> = cidrs.iter().map(|c| c.to_string()).collect();
         self.identity_field("trusted_proxies", list(&cidrs))
+    }
+
+    /// `identity.ipv6_prefix`: how many leading bits of an IPv6 client address make one bucket.
+    pub fn ipv6_prefix(self, bits: u8) -> Self {
+        self.identity_field("ipv6_prefix", bits.to_string())
+    }
+
+    /// Appends a policy (written after the tiers).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policies.push(policy);
+        self
+    }
+
+    /// `memory_max_identities`: the in-process store's capacity.
+    pub fn memory_max_identities(mut self, n: u64) -> Self {
+        self.memory_max_identities = Some(n);
+        self
     }
 
     pub fn tier(self, name: &str, limits: &[Limit]) -> Self {
@@ -360,9 +428,27 @@ impl ConfigBuilder {
         self
     }
 
+    /// Appends a key even when its id exists (several keys of one id: a rotation).
+    pub fn add_key(mut self, key: Key) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// `keys_file: <path>` (relative to the config file's folder).
+    pub fn keys_file(mut self, path: &str) -> Self {
+        self.keys_file = Some(path.to_string());
+        self
+    }
+
     /// `admin_token_sha256: <hex>`: the digest of the admin API's bearer token.
     pub fn admin_token_sha256(mut self, hex: &str) -> Self {
         self.admin_token_sha256 = Some(hex.to_string());
+        self
+    }
+
+    /// `connection_rate: { per_ip, window }` (`window` left out when None: its default).
+    pub fn connection_rate(mut self, per_ip: u32, window: Option<&str>) -> Self {
+        self.connection_rate = Some((per_ip, window.map(str::to_string)));
         self
     }
 
@@ -374,6 +460,9 @@ impl ConfigBuilder {
         );
         if let Some(h) = &self.admin_token_sha256 {
             let _ = writeln!(y, "admin_token_sha256: {}", quoted(h));
+        }
+        if let Some(f) = &self.keys_file {
+            let _ = writeln!(y, "keys_file: {}", quoted(f));
         }
         if let Some(r) = &self.redis {
             y.push_str("redis:\n");
@@ -389,6 +478,18 @@ impl ConfigBuilder {
         self.write_tiers_and_keys(&mut y);
         if let Some(p) = &self.access_log {
             let _ = writeln!(y, "access_log: {{ path: {} }}", quoted(p));
+        }
+        if let Some(n) = self.memory_max_identities {
+            let _ = writeln!(y, "memory_max_identities: {n}");
+        }
+        match &self.connection_rate {
+            Some((n, Some(w))) => {
+                let _ = writeln!(y, "connection_rate: {{ per_ip: {n}, window: {w} }}");
+            }
+            Some((n, None)) => {
+                let _ = writeln!(y, "connection_rate: {{ per_ip: {n} }}");
+            }
+            None => {}
         }
         y
     }
@@ -431,6 +532,12 @@ impl ConfigBuilder {
                 }
             }
         }
+        if !self.policies.is_empty() {
+            y.push_str("policies:\n");
+            for p in &self.policies {
+                y.push_str(&p.yaml());
+            }
+        }
         if !self.keys.is_empty() {
             y.push_str("keys:\n");
             for k in &self.keys {
@@ -466,11 +573,11 @@ pub fn standard(redis: Option<&str>, echo: &str) -> ConfigBuilder {
     }
 }
 
-fn quoted(s: &str) -> String {
+pub(super) fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
 
-fn list(items: &[String]) -> String {
+pub(super) fn list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| quoted(i)).collect();
     format!("[{}]", quoted.join(", "))
 }

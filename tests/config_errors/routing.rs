@@ -27,6 +27,21 @@ pub const LISTEN: &[Row] = &[
         "2:1: field `admin_listen`",
         "must differ from every `listen` address",
     ),
+    row(
+        concat!("connection_rate: { per_ip: 0, window: 1s }\n", base!()),
+        "1:20: field `connection_rate.per_ip`",
+        "must be between 1 and 65535",
+    ),
+    row(
+        concat!("connection_rate: { per_ip: 10, window: 50ms }\n", base!()),
+        "1:32: field `connection_rate.window`",
+        "must be between 100ms and 1h",
+    ),
+    row(
+        concat!("connection_rate: { per_ip: 10, window: 2h }\n", base!()),
+        "1:32: field `connection_rate.window`",
+        "must be between 100ms and 1h",
+    ),
 ];
 
 pub const REDIS: &[Row] = &[
@@ -284,7 +299,7 @@ pub const ROUTES: &[Row] = &[
             tiers!()
         ),
         "2:40: field `routes[1].prefix`",
-        "duplicate prefix '/'",
+        "duplicate prefix '/' for the same methods (give each route its own `methods`)",
     ),
     row(
         concat!(

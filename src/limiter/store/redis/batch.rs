@@ -35,7 +35,7 @@ pub(super) const MAX_BATCH: usize = 64;
 struct Job {
     keys: KeySet,
     /// now_us, cost, number of limits, then algorithm, limit and window of each.
-    args: Vec<u64>,
+    args: Vec<i64>,
     /// The end of the request's budget: not sent after it.
     deadline: Instant,
     reply: oneshot::Sender<RedisResult<Vec<i64>>>,
@@ -67,7 +67,7 @@ impl Batcher {
     pub(super) fn submit(
         &self,
         keys: KeySet,
-        args: Vec<u64>,
+        args: Vec<i64>,
         deadline: Instant,
     ) -> impl Future<Output = RedisResult<Vec<i64>>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
@@ -158,13 +158,14 @@ fn fail(batch: &mut Vec<Job>, e: &RedisError) {
     }
 }
 
-/// Hands each request its `2 + 4n` values of the flat answer.
+/// Hands each request its `2 + 4n` values of the flat answer (and the time the script used,
+/// when its `now` was -1).
 fn split(flat: &[i64], batch: &mut Vec<Job>) {
     let mut at = 0;
     for job in batch.drain(..) {
-        let n = job.keys.len();
-        let part = flat.get(at..at + 2 + 4 * n).map(<[i64]>::to_vec);
-        at += 2 + 4 * n;
+        let len = 2 + 4 * job.keys.len() + usize::from(job.args.first() == Some(&-1));
+        let part = flat.get(at..at + len).map(<[i64]>::to_vec);
+        at += len;
         let _ = job.reply.send(part.ok_or_else(|| {
             RedisError::from((
                 ErrorKind::Parse,
