@@ -104,7 +104,9 @@ impl MetricHandles {
                     })
                 })
                 .collect(),
-            keys: (0..snapshot.keys.id_count()).map(|_| OnceBox::new()).collect(),
+            keys: (0..snapshot.keys.id_count())
+                .map(|_| OnceBox::new())
+                .collect(),
             anonymous: Default::default(),
         }
     }

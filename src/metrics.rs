@@ -275,6 +275,12 @@ impl Decision {
 // Handles: the label lookup, done once when a configuration generation is built (or on the
 // first use of a label set), never per request. See `proxy::metric_handles`.
 
+/// One answer outside the request path's handles (the wire guard's refusals): label lookups.
+pub fn request(route: &str, tier: &str, code: u16, took: Duration) {
+    requests_counter(route, tier, code).inc();
+    request_duration(route).observe(took.as_secs_f64());
+}
+
 pub fn requests_counter(route: &str, tier: &str, code: u16) -> IntCounter {
     let mut buf = itoa::Buffer::new();
     REQUESTS.with_label_values(&[route, tier, buf.format(code)])
@@ -320,7 +326,6 @@ pub fn store_refund() {
 pub fn store_overflow() {
     STORE_OVERFLOW.inc();
 }
-
 
 /// `op`: `check` (resolved once) or another operation (`ping`: a lookup, off the request path).
 pub fn observe_store(op: &str, took: Duration) {

@@ -179,7 +179,10 @@ mod tests {
         let c = OverLimitCache::new(clock.clone());
         c.put(["k:1"], ("free", 1), 1, &denied(40, 0));
         assert!(c.get(["k:1"], "free", 1, 1).is_some());
-        assert!(c.get(["k:1"], "free", 2, 1).is_none(), "a reload invalidates");
+        assert!(
+            c.get(["k:1"], "free", 2, 1).is_none(),
+            "a reload invalidates"
+        );
         assert!(c.get(["k:2"], "free", 1, 1).is_none());
         clock.advance_us(39_000);
         assert_eq!(c.get(["k:1"], "free", 1, 1).unwrap().retry_after_ms(), 1);

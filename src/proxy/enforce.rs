@@ -59,7 +59,15 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
                 generation.top.record(identity.top_label());
             }
             let handles = &generation.metrics;
-            decided(session, ctx, (plan, &slots), verdict, source, (&tier, handles)).await
+            decided(
+                session,
+                ctx,
+                (plan, &slots),
+                verdict,
+                source,
+                (&tier, handles),
+            )
+            .await
         }
         Outcome::FailOpen(_) => {
             ctx.decision = Some(Decision::ErrorAllowed);
@@ -121,7 +129,9 @@ async fn decided(
     // The tier's own limits have handles (no label lookup); a policy's budget is looked up.
     match pick.map(|h| name_of(h.index)) {
         None => handles.decision(tier, LimitLabel::None, decision),
-        Some((b, li)) if policy == TIER_POLICY && tier_limit(tier, b.names[li].as_ref()) == Some(li) => {
+        Some((b, li))
+            if policy == TIER_POLICY && tier_limit(tier, b.names[li].as_ref()) == Some(li) =>
+        {
             handles.decision(tier, LimitLabel::Index(li), decision)
         }
         Some(_) => metrics::decision(&tier.name, policy, limit_name, decision),

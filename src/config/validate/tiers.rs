@@ -53,7 +53,6 @@ fn tier(cx: &Cx<'_>, name: &str, index: usize, t: &RawTier) -> Result<Tier, Conf
     Ok(Tier {
         index,
         name: name.into(),
-        index,
         limits,
         shadow: t.shadow,
         limit_headers,
