@@ -13,10 +13,11 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::cli::Cli;
 use crate::config::reload::Reloader;
-use crate::proxy::{Gateway, HealthChecker, SharedState};
+use crate::listeners::{self, CertWatcher, TlsListeners, WithCertificates};
+use crate::proxy::{HealthChecker, SharedState};
 use crate::{access_log, config, metrics};
 
-/// How often the config file's metadata is polled for edits.
+/// How often the config file's and the certificate files' metadata is polled for edits.
 const CONFIG_POLL: Duration = Duration::from_millis(500);
 
 /// `tollgate -t`: validates both files without starting anything.
@@ -59,22 +60,20 @@ pub fn run(cli: Cli) -> Result<(), String> {
     metrics::config_reload(true, 1);
     access_log::start(&log_settings).map_err(|e| format!("access log: {e}"))?;
 
-    let reloader = Reloader::new(cli.config.clone(), state.clone(), CONFIG_POLL);
+    let tls = TlsListeners::new(&listen);
+    let target = Arc::new(WithCertificates::new(state.clone(), tls.clone()));
+    let reloader = Reloader::new(cli.config.clone(), target, CONFIG_POLL);
     server.add_service(background_service("config reloader", reloader));
+    let watcher = CertWatcher::new(state.clone(), tls.clone(), CONFIG_POLL);
+    server.add_service(background_service("certificate watcher", watcher));
     server.add_service(background_service(
         "upstream health",
         HealthChecker::new(state.clone()),
     ));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(state.clone()),
-        "tollgate proxy",
-    );
-    for addr in &listen {
-        proxy.add_tcp(addr);
+    for proxy in listeners::proxy_services(&server.configuration, &state, &listen, &tls)? {
+        server.add_service(proxy);
     }
-    server.add_service(proxy);
 
     let mut admin = Service::new(
         "tollgate admin".to_string(),
@@ -84,8 +83,17 @@ pub fn run(cli: Cli) -> Result<(), String> {
     admin.add_tcp(&admin_listen);
     server.add_service(admin);
 
+    let addrs: Vec<String> = listen
+        .iter()
+        .map(|l| match (&l.tls, l.http2) {
+            (Some(_), true) => format!("https://{} (h2, http/1.1)", l.addr),
+            (Some(_), false) => format!("https://{}", l.addr),
+            (None, true) => format!("http://{} (h2c, http/1.1)", l.addr),
+            (None, false) => format!("http://{}", l.addr),
+        })
+        .collect();
     log::info!(
-        "tollgate listening on {listen:?}, admin on {admin_listen}, store {}",
+        "tollgate listening on {addrs:?}, admin on {admin_listen}, store {}",
         state.load().limiter.store_kind()
     );
     server.run_forever()

@@ -7,6 +7,7 @@
 
 mod duration;
 mod error;
+mod listen;
 mod positions;
 pub mod reload;
 pub mod schema;
@@ -16,7 +17,7 @@ mod validate;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use snapshot::{
-    AccessLogSettings, AnonymousPolicy, HealthCheckSettings, KeyEntry, LimitHeaders, OnError,
-    RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
+    AccessLogSettings, AnonymousPolicy, CertPairSettings, HealthCheckSettings, KeyEntry, LimitHeaders, OnError,
+    ListenerSettings, RedisSettings, Route, Snapshot, Tier, TlsListenerSettings, UpstreamSettings,
 };
 pub use validate::{load_file, load_str};

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::limiter::Limit;
+use crate::tls::CertSet;
 
 pub use super::schema::RawOnError as OnError;
 
@@ -23,7 +24,7 @@ pub struct Snapshot {
     pub source: PathBuf,
     /// A hash of the file's bytes: a reload of an identical file is a no-op.
     pub content_hash: [u8; 32],
-    pub listen: Vec<String>,
+    pub listen: Vec<ListenerSettings>,
     pub admin_listen: String,
     pub redis: Option<RedisSettings>,
     pub upstreams: HashMap<String, UpstreamSettings>,
@@ -37,6 +38,43 @@ pub struct Snapshot {
     /// SHA-256 of the API key → key entry.
     pub keys: HashMap<[u8; 32], Arc<KeyEntry>, ahash::RandomState>,
     pub access_log: AccessLogSettings,
+}
+
+/// One proxy listener.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub addr: String,
+    /// HTTP/2 beside HTTP/1.1: ALPN h2 with TLS, h2c by prior knowledge without.
+    pub http2: bool,
+    pub tls: Option<TlsListenerSettings>,
+}
+
+impl ListenerSettings {
+    /// Whether both describe the same socket and protocols, which a reload cannot change.
+    /// Certificates may differ: a reload swaps them in.
+    pub fn same_socket(&self, other: &ListenerSettings) -> bool {
+        self.addr == other.addr
+            && self.http2 == other.http2
+            && self.tls.as_ref().map(|t| t.tls13_only) == other.tls.as_ref().map(|t| t.tls13_only)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsListenerSettings {
+    /// `min_version: "1.3"`.
+    pub tls13_only: bool,
+    pub certs: Vec<CertPairSettings>,
+    /// The pairs as read and checked when the file was validated, in the same order.
+    pub loaded: Arc<CertSet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPairSettings {
+    /// Absolute, or relative to the working directory when the config path was.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `listen[1].tls.certs[0]`: where the pair is configured, for error messages.
+    pub field: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +95,8 @@ pub struct UpstreamSettings {
     pub name: String,
     pub peers: Vec<String>,
     pub tls: bool,
+    /// HTTP/2 to the peers (gRPC needs it): ALPN h2 with TLS, h2c by prior knowledge without.
+    pub http2: bool,
     pub sni: String,
     /// The Host header the upstream gets (unless a route preserves the client's).
     pub host: String,

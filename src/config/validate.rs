@@ -1,8 +1,8 @@
 //! Turns a parsed file into a [`Snapshot`], checking every value and cross-reference.
 //!
 //! The first problem found is returned as a [`ConfigError`] naming the file, line and field;
-//! nothing is half-applied. Validation does no I/O besides reading the file, so `tollgate -t`
-//! and a reload give the same verdict.
+//! nothing is half-applied. Validation does no I/O besides reading the file and the certificate
+//! files it names, so `tollgate -t` and a reload give the same verdict.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -59,13 +59,13 @@ pub fn load_str(path: &Path, source: &str) -> Result<Snapshot, ConfigError> {
     build(&cx, raw, content_hash)
 }
 
-struct Cx<'a> {
-    path: &'a Path,
+pub(super) struct Cx<'a> {
+    pub(super) path: &'a Path,
     positions: Positions,
 }
 
 impl Cx<'_> {
-    fn at(&self, field: &str, message: impl Into<String>) -> ConfigError {
+    pub(super) fn at(&self, field: &str, message: impl Into<String>) -> ConfigError {
         let (line, column) = self.positions.locate(field);
         ConfigError {
             file: self.path.to_path_buf(),
@@ -178,24 +178,14 @@ fn unknown_field_name(message: &str) -> Option<String> {
 }
 
 fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot, ConfigError> {
-    if raw.listen.is_empty() {
-        return Err(cx.at("listen", "needs at least one address"));
-    }
-    for (i, l) in raw.listen.iter().enumerate() {
-        l.parse::<SocketAddr>().map_err(|_| {
-            cx.at(
-                &format!("listen[{i}]"),
-                format!("'{l}' is not an IP:port address"),
-            )
-        })?;
-    }
+    let listen = super::listen::listeners(cx, &raw.listen)?;
     raw.admin_listen.parse::<SocketAddr>().map_err(|_| {
         cx.at(
             "admin_listen",
             format!("'{}' is not an IP:port address", raw.admin_listen),
         )
     })?;
-    if raw.listen.contains(&raw.admin_listen) {
+    if listen.iter().any(|l| l.addr == raw.admin_listen) {
         return Err(cx.at("admin_listen", "must differ from every `listen` address"));
     }
 
@@ -254,7 +244,7 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
     Ok(Snapshot {
         source: cx.path.to_path_buf(),
         content_hash,
-        listen: raw.listen.clone(),
+        listen,
         admin_listen: raw.admin_listen.clone(),
         redis,
         upstreams,
@@ -437,6 +427,7 @@ fn upstreams(
                 name: name.clone(),
                 peers: u.peers.clone(),
                 tls: u.tls,
+                http2: u.http2,
                 sni,
                 host,
                 health_check,

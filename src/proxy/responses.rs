@@ -2,6 +2,10 @@
 //!
 //! Every answer carries `Content-Length`, so the client connection stays open after it (a 429
 //! must not cost the client its connection), and `X-Request-Id`.
+//!
+//! A gRPC client cannot read an HTTP error status, so a gRPC request over HTTP/2 gets the same
+//! answer as a trailers-only response instead: HTTP 200 and `grpc-status` / `grpc-message` in
+//! one HEADERS frame that ends the stream, with the same extra headers ([`grpc_status`]).
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -74,8 +78,28 @@ impl<'a> Problem<'a> {
         Ok(resp)
     }
 
+    /// The trailers-only gRPC form of this answer.
+    pub fn grpc_header(&self) -> Result<ResponseHeader> {
+        let mut resp = ResponseHeader::build(200, Some(5 + self.headers.len()))?;
+        resp.insert_header("Content-Type", "application/grpc")?;
+        resp.insert_header("grpc-status", grpc_status(self.status))?;
+        resp.insert_header("grpc-message", grpc_message(&self.detail))?;
+        if let Some(id) = self.request_id {
+            resp.insert_header("X-Request-Id", id.clone())?;
+        }
+        for (k, v) in &self.headers {
+            resp.insert_header(*k, v.clone())?;
+        }
+        Ok(resp)
+    }
+
     /// Writes the answer; returns `Ok(true)` for `request_filter` ("response already sent").
     pub async fn send(self, session: &mut Session) -> Result<bool> {
+        if is_grpc(session) {
+            let header = self.grpc_header()?;
+            session.write_response_header(Box::new(header), true).await?;
+            return Ok(true);
+        }
         let body = self.body();
         let header = self.header(body.len())?;
         let head_only = session.req_header().method == http::Method::HEAD;
@@ -87,6 +111,51 @@ impl<'a> Problem<'a> {
         }
         Ok(true)
     }
+}
+
+/// A gRPC call: HTTP/2 with `application/grpc` or `application/grpc+<codec>` (not grpc-web,
+/// whose clients read HTTP statuses).
+pub fn is_grpc(session: &Session) -> bool {
+    session.is_http2()
+        && session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| {
+                let v = v.as_bytes();
+                v.eq_ignore_ascii_case(b"application/grpc")
+                    || (v.len() > 17
+                        && v[..17].eq_ignore_ascii_case(b"application/grpc+"))
+                    || (v.len() > 17 && v[..17].eq_ignore_ascii_case(b"application/grpc;"))
+            })
+}
+
+/// The gRPC status code for an HTTP status tollgate answers with: the contract's mapping
+/// (limited 8, unauthenticated 16, store down 14, no route 12), and gRPC's own
+/// HTTP-to-gRPC table (doc/http-grpc-status-mapping.md) for the rest.
+pub fn grpc_status(http_status: u16) -> u32 {
+    match http_status {
+        429 | 431 => 8, // RESOURCE_EXHAUSTED
+        401 => 16,      // UNAUTHENTICATED
+        403 => 7,       // PERMISSION_DENIED
+        404 => 12,      // UNIMPLEMENTED
+        400 => 13,      // INTERNAL
+        502..=504 => 14, // UNAVAILABLE
+        _ => 2,         // UNKNOWN
+    }
+}
+
+/// `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%` itself.
+fn grpc_message(detail: &str) -> String {
+    let mut out = String::with_capacity(detail.len());
+    for b in detail.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Appends `s` as a JSON string literal.
@@ -107,6 +176,15 @@ fn push_json_str(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn grpc_statuses_follow_the_contract() {
+        assert_eq!(grpc_status(429), 8);
+        assert_eq!(grpc_status(401), 16);
+        assert_eq!(grpc_status(503), 14);
+        assert_eq!(grpc_status(404), 12);
+        assert_eq!(grpc_message("50% of\n"), "50%25 of%0A");
+    }
 
     #[test]
     fn body_is_valid_json_with_extras() {

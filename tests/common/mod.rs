@@ -5,6 +5,8 @@
 //! panics. Nothing relies on a server that happens to be running.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,90 @@
+//! The `listen` entries: addresses, HTTP/2, and TLS with its certificate files, which are read
+//! and checked here so that `tollgate -t` and a reload refuse a bad certificate by name.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::error::ConfigError;
+use super::schema::{RawListen, TlsVersion};
+use super::snapshot::{CertPairSettings, ListenerSettings, TlsListenerSettings};
+use super::validate::Cx;
+use crate::tls::{self, CertSet};
+
+pub(super) fn listeners(
+    cx: &Cx<'_>,
+    raw: &[RawListen],
+) -> Result<Vec<ListenerSettings>, ConfigError> {
+    if raw.is_empty() {
+        return Err(cx.at("listen", "needs at least one address"));
+    }
+    let mut out: Vec<ListenerSettings> = Vec::with_capacity(raw.len());
+    for (i, l) in raw.iter().enumerate() {
+        let f = format!("listen[{i}]");
+        let addr: SocketAddr = l.addr.parse().map_err(|_| {
+            let field = if l.tls.is_some() || l.http2.is_some() {
+                format!("{f}.addr")
+            } else {
+                f.clone()
+            };
+            cx.at(&field, format!("'{}' is not an IP:port address", l.addr))
+        })?;
+        if out.iter().any(|o| o.addr.parse::<SocketAddr>() == Ok(addr)) {
+            return Err(cx.at(&f, format!("{addr} is listed twice")));
+        }
+        let tls = match &l.tls {
+            Some(t) => Some(tls_settings(cx, &f, t)?),
+            None => None,
+        };
+        out.push(ListenerSettings {
+            addr: l.addr.clone(),
+            http2: l.http2.unwrap_or(tls.is_some()),
+            tls,
+        });
+    }
+    Ok(out)
+}
+
+fn tls_settings(
+    cx: &Cx<'_>,
+    f: &str,
+    t: &super::schema::RawListenTls,
+) -> Result<TlsListenerSettings, ConfigError> {
+    if t.certs.is_empty() {
+        return Err(cx.at(
+            &format!("{f}.tls.certs"),
+            "needs at least one { cert, key } pair",
+        ));
+    }
+    let base = cx.path.parent().unwrap_or(Path::new("."));
+    let mut pairs = Vec::with_capacity(t.certs.len());
+    let mut loaded = Vec::with_capacity(t.certs.len());
+    for (j, c) in t.certs.iter().enumerate() {
+        let field = format!("{f}.tls.certs[{j}]");
+        let pair = CertPairSettings {
+            cert: resolve(base, &c.cert),
+            key: resolve(base, &c.key),
+            field: field.clone(),
+        };
+        let cert = tls::load_pair(&pair.cert, &pair.key)
+            .map_err(|e| cx.at(&format!("{field}.{}", e.part.field()), e.to_string()))?;
+        loaded.push(cert);
+        pairs.push(pair);
+    }
+    Ok(TlsListenerSettings {
+        tls13_only: t.min_version == Some(TlsVersion::Tls13),
+        certs: pairs,
+        loaded: Arc::new(CertSet { certs: loaded }),
+    })
+}
+
+/// Relative certificate paths are relative to the config file's folder, not to the working
+/// directory, so that a config and its certificates move together.
+fn resolve(base: &Path, path: &str) -> PathBuf {
+    let p = Path::new(path);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}

@@ -1,0 +1,108 @@
+//! The certificate resolver of one TLS listener: picks a certificate by SNI from a set that can
+//! be swapped at any time.
+//!
+//! rustls asks the resolver once per handshake, so a swap takes effect for the next handshake
+//! while connections already open keep the session they negotiated. The set sits behind an
+//! `ArcSwap`: a handshake takes no lock and never waits for a reload.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use super::certs::LoadedCert;
+
+/// The certificates of one listener, in configuration order: the first is the default.
+#[derive(Debug, Default)]
+pub struct CertSet {
+    pub certs: Vec<LoadedCert>,
+}
+
+impl CertSet {
+    /// The certificate for `sni`: an exact name first, then a wildcard covering it, then the
+    /// default (also for a client that sends no SNI).
+    pub fn select(&self, sni: Option<&str>) -> Option<&LoadedCert> {
+        if let Some(sni) = sni {
+            let covers = |exact: bool| {
+                self.certs.iter().find(|c| {
+                    c.names.iter().any(|n| {
+                        if exact {
+                            n.eq_ignore_ascii_case(sni)
+                        } else {
+                            wildcard_covers(n, sni)
+                        }
+                    })
+                })
+            };
+            if let Some(c) = covers(true).or_else(|| covers(false)) {
+                return Some(c);
+            }
+        }
+        self.certs.first()
+    }
+}
+
+/// `*.example.com` covers `api.example.com`, not `example.com` nor `a.b.example.com`.
+fn wildcard_covers(pattern: &str, name: &str) -> bool {
+    let Some(suffix) = pattern.strip_prefix("*.") else {
+        return false;
+    };
+    match name.split_once('.') {
+        Some((label, rest)) => !label.is_empty() && rest.eq_ignore_ascii_case(suffix),
+        None => false,
+    }
+}
+
+/// The resolver a listener's rustls config holds.
+pub struct SniResolver {
+    set: ArcSwap<CertSet>,
+}
+
+impl fmt::Debug for SniResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SniResolver")
+            .field("certs", &self.set.load().certs.len())
+            .finish()
+    }
+}
+
+impl SniResolver {
+    pub fn new(set: Arc<CertSet>) -> Self {
+        SniResolver {
+            set: ArcSwap::new(set),
+        }
+    }
+
+    /// New handshakes get `set` from now on.
+    pub fn install(&self, set: Arc<CertSet>) {
+        self.set.store(set);
+    }
+
+    pub fn current(&self) -> Arc<CertSet> {
+        self.set.load_full()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let set = self.set.load();
+        set.select(hello.server_name())
+            .map(|c| Arc::clone(&c.certified))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_cover_one_label() {
+        assert!(wildcard_covers("*.example.com", "api.example.com"));
+        assert!(wildcard_covers("*.example.com", "API.Example.com"));
+        assert!(!wildcard_covers("*.example.com", "example.com"));
+        assert!(!wildcard_covers("*.example.com", "a.b.example.com"));
+        assert!(!wildcard_covers("api.example.com", "api.example.com"));
+    }
+}
