@@ -54,7 +54,10 @@ fn sni_picks_the_certificate_and_the_first_is_the_default() {
         ];
         for (sni, want) in cases {
             let s = t::connect(tg.port, sni, t::h1_client()).await.unwrap();
-            assert!(t::served_cert(&s) == want.der, "SNI {sni}: wrong certificate");
+            assert!(
+                t::served_cert(&s) == want.der,
+                "SNI {sni}: wrong certificate"
+            );
         }
     });
 }
@@ -75,7 +78,9 @@ fn requests_over_tls_are_forwarded_as_https_and_alpn_offers_h2() {
     let tg = Tollgate::start(&config_with(&echo, &listen));
     let rt = t::runtime();
     rt.block_on(async {
-        let mut s = t::connect(tg.port, "api.test", t::h1_client()).await.unwrap();
+        let mut s = t::connect(tg.port, "api.test", t::h1_client())
+            .await
+            .unwrap();
         for _ in 0..3 {
             let r = t::get(&mut s, "/api/x", &[KEY]).await.unwrap();
             assert_eq!(r.status, 200);
@@ -89,7 +94,11 @@ fn requests_over_tls_are_forwarded_as_https_and_alpn_offers_h2() {
 
         let both = t::client_config(rustls::ALL_VERSIONS, &[b"h2", b"http/1.1"]);
         let s = t::connect(tg.port, "api.test", both.clone()).await.unwrap();
-        assert_eq!(t::alpn(&s).as_deref(), Some(&b"h2"[..]), "http2 defaults to true");
+        assert_eq!(
+            t::alpn(&s).as_deref(),
+            Some(&b"h2"[..]),
+            "http2 defaults to true"
+        );
         let s = t::connect(h1_only, "api.test", both).await.unwrap();
         assert_eq!(t::alpn(&s).as_deref(), Some(&b"http/1.1"[..]));
     });
@@ -189,9 +198,17 @@ fn rotation_under_load_drops_nothing() {
     rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..3 {
-            tasks.push(tokio::spawn(keepalive_worker(tg.port, load.clone(), stop.clone())));
+            tasks.push(tokio::spawn(keepalive_worker(
+                tg.port,
+                load.clone(),
+                stop.clone(),
+            )));
         }
-        tasks.push(tokio::spawn(handshake_worker(tg.port, load.clone(), stop.clone())));
+        tasks.push(tokio::spawn(handshake_worker(
+            tg.port,
+            load.clone(),
+            stop.clone(),
+        )));
         tokio::time::sleep(Duration::from_millis(500)).await;
 
         // By file change: the key first, then the certificate, as a rotation would.
@@ -225,9 +242,15 @@ fn rotation_under_load_drops_nothing() {
     eprintln!("{ok} requests during two rotations");
     assert!(ok > 20, "too little load to mean anything: {ok} requests");
     assert_eq!(load.failed.load(Ordering::Relaxed), 0, "failed requests");
-    assert_eq!(load.reconnects.load(Ordering::Relaxed), 0, "dropped connections");
+    assert_eq!(
+        load.reconnects.load(Ordering::Relaxed),
+        0,
+        "dropped connections"
+    );
     assert!(tg.metric("tollgate_tls_cert_reloads_total{result=\"success\"}") >= 1.0);
-    assert!(tg.metrics().contains("tollgate_tls_cert_expiry_seconds{name=\"api.test\"}"));
+    assert!(tg
+        .metrics()
+        .contains("tollgate_tls_cert_expiry_seconds{name=\"api.test\"}"));
 }
 
 #[test]
@@ -240,7 +263,11 @@ fn a_bad_certificate_is_refused_and_the_old_one_keeps_serving() {
     let rt = t::runtime();
     let other = t::gen_pair(tempfile::tempdir().unwrap().path(), "other", &["api.test"]);
     let steps: [(&std::path::Path, &str, &str); 3] = [
-        (&v1.cert, "not a certificate\n", "listen[0].tls.certs[0].cert"),
+        (
+            &v1.cert,
+            "not a certificate\n",
+            "listen[0].tls.certs[0].cert",
+        ),
         (&v1.key, &other.key_pem, "does not match the certificate"),
         (&v1.key, "", "no PEM private key"),
     ];
@@ -254,8 +281,13 @@ fn a_bad_certificate_is_refused_and_the_old_one_keeps_serving() {
         assert!(tg.logs().contains(expect), "step {i}: log lacks {expect:?}");
         assert!(tg.logs().contains(&path.display().to_string()));
         rt.block_on(async {
-            let mut s = t::connect(tg.port, "api.test", t::h1_client()).await.unwrap();
-            assert!(t::served_cert(&s) == v1.der, "step {i}: the old certificate must stay");
+            let mut s = t::connect(tg.port, "api.test", t::h1_client())
+                .await
+                .unwrap();
+            assert!(
+                t::served_cert(&s) == v1.der,
+                "step {i}: the old certificate must stay"
+            );
             assert_eq!(t::get(&mut s, "/api/x", &[KEY]).await.unwrap().status, 200);
         });
         t::replace_file(&v1.cert, &v1.cert_pem);
@@ -272,7 +304,9 @@ fn a_bad_certificate_is_refused_and_the_old_one_keeps_serving() {
     assert!(refused, "logs:\n{}", tg.logs());
     assert!(tg.logs().contains("/nonexistent/api.key"));
     rt.block_on(async {
-        let s = t::connect(tg.port, "api.test", t::h1_client()).await.unwrap();
+        let s = t::connect(tg.port, "api.test", t::h1_client())
+            .await
+            .unwrap();
         assert!(t::served_cert(&s) == v1.der);
     });
 }
@@ -317,15 +351,31 @@ fn check_mode_validates_certificate_files() {
     assert!(ok, "an unquoted 1.2 is accepted");
 
     let cases = [
-        (yaml("tls/missing.pem", "tls/api.key", "\"1.2\""), "5:13: field `listen[0].tls.certs[0].cert`", "missing.pem: cannot read"),
-        (yaml("tls/api.key", "tls/api.key", "\"1.2\""), "field `listen[0].tls.certs[0].cert`", "no PEM certificate"),
-        (yaml("tls/api.pem", "tls/api.pem", "\"1.2\""), "field `listen[0].tls.certs[0].key`", "no PEM private key"),
+        (
+            yaml("tls/missing.pem", "tls/api.key", "\"1.2\""),
+            "5:13: field `listen[0].tls.certs[0].cert`",
+            "missing.pem: cannot read",
+        ),
+        (
+            yaml("tls/api.key", "tls/api.key", "\"1.2\""),
+            "field `listen[0].tls.certs[0].cert`",
+            "no PEM certificate",
+        ),
+        (
+            yaml("tls/api.pem", "tls/api.pem", "\"1.2\""),
+            "field `listen[0].tls.certs[0].key`",
+            "no PEM private key",
+        ),
         (
             yaml("tls/api.pem", &other.key.display().to_string(), "\"1.2\""),
             "field `listen[0].tls.certs[0].key`",
             "does not match the certificate",
         ),
-        (yaml("tls/api.pem", "tls/api.key", "\"1.1\""), "field `listen[0].tls.min_version`", "must be \"1.2\" or \"1.3\""),
+        (
+            yaml("tls/api.pem", "tls/api.key", "\"1.1\""),
+            "field `listen[0].tls.min_version`",
+            "must be \"1.2\" or \"1.3\"",
+        ),
     ];
     for (yaml, field, message) in cases {
         let (ok, out) = check(dir.path(), &yaml);

@@ -17,7 +17,8 @@ mod validate;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use snapshot::{
-    AccessLogSettings, AnonymousPolicy, CertPairSettings, HealthCheckSettings, KeyEntry, LimitHeaders, OnError,
-    ListenerSettings, RedisSettings, Route, Snapshot, Tier, TlsListenerSettings, UpstreamSettings,
+    AccessLogSettings, AnonymousPolicy, CertPairSettings, HealthCheckSettings, KeyEntry,
+    LimitHeaders, ListenerSettings, OnError, RedisSettings, Route, Snapshot, Tier,
+    TlsListenerSettings, UpstreamSettings,
 };
 pub use validate::{load_file, load_str};

@@ -126,9 +126,7 @@ impl<'de> Deserialize<'de> for TlsVersion {
         match text.as_str() {
             "1.2" => Ok(TlsVersion::Tls12),
             "1.3" => Ok(TlsVersion::Tls13),
-            _ => Err(serde::de::Error::custom(
-                "must be \"1.2\" or \"1.3\"",
-            )),
+            _ => Err(serde::de::Error::custom("must be \"1.2\" or \"1.3\"")),
         }
     }
 }

@@ -180,7 +180,10 @@ impl CertWatcher {
                 w.second_look = false;
                 self.tls.install(&w.addr, Arc::new(set));
                 tls::metrics::cert_reload(true);
-                log::info!("certificates of listener {} reloaded after a file change", w.addr);
+                log::info!(
+                    "certificates of listener {} reloaded after a file change",
+                    w.addr
+                );
             }
             Err((pair, e)) if !w.second_look => {
                 w.second_look = true;

@@ -66,6 +66,9 @@ async fn read_first_record(stream: &mut Stream) -> Result<Vec<u8>> {
     };
     let mut record = vec![0u8; len];
     record[..5].copy_from_slice(&header);
-    stream.read_exact(&mut record[5..]).await.map_err(read_err)?;
+    stream
+        .read_exact(&mut record[5..])
+        .await
+        .map_err(read_err)?;
     Ok(record)
 }

@@ -165,9 +165,7 @@ impl ProxyHttp for Gateway {
                 _ => None,
             },
             tier: ctx.identity.as_ref().map(|i| i.tier().name.as_ref()),
-            https: session
-                .digest()
-                .is_some_and(|d| d.ssl_digest.is_some()),
+            https: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
             te_trailers: h2_upstream && headers::accepts_trailers(session.req_header()),
         };
         headers::rewrite(upstream_request, &f)

@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::ResponseHeader;
+use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::Value;
@@ -97,7 +98,13 @@ impl<'a> Problem<'a> {
     pub async fn send(self, session: &mut Session) -> Result<bool> {
         if is_grpc(session) {
             let header = self.grpc_header()?;
-            session.write_response_header(Box::new(header), true).await?;
+            // `Session::write_response_header` would leave the stream open (Pingora drops its
+            // end-of-stream flag); the task form ends it with the HEADERS frame.
+            let tasks = vec![HttpTask::Header(Box::new(header), true)];
+            session
+                .downstream_session
+                .response_duplex_vec(tasks)
+                .await?;
             return Ok(true);
         }
         let body = self.body();
@@ -124,8 +131,7 @@ pub fn is_grpc(session: &Session) -> bool {
             .is_some_and(|v| {
                 let v = v.as_bytes();
                 v.eq_ignore_ascii_case(b"application/grpc")
-                    || (v.len() > 17
-                        && v[..17].eq_ignore_ascii_case(b"application/grpc+"))
+                    || (v.len() > 17 && v[..17].eq_ignore_ascii_case(b"application/grpc+"))
                     || (v.len() > 17 && v[..17].eq_ignore_ascii_case(b"application/grpc;"))
             })
 }
@@ -135,13 +141,13 @@ pub fn is_grpc(session: &Session) -> bool {
 /// HTTP-to-gRPC table (doc/http-grpc-status-mapping.md) for the rest.
 pub fn grpc_status(http_status: u16) -> u32 {
     match http_status {
-        429 | 431 => 8, // RESOURCE_EXHAUSTED
-        401 => 16,      // UNAUTHENTICATED
-        403 => 7,       // PERMISSION_DENIED
-        404 => 12,      // UNIMPLEMENTED
-        400 => 13,      // INTERNAL
+        429 | 431 => 8,  // RESOURCE_EXHAUSTED
+        401 => 16,       // UNAUTHENTICATED
+        403 => 7,        // PERMISSION_DENIED
+        404 => 12,       // UNIMPLEMENTED
+        400 => 13,       // INTERNAL
         502..=504 => 14, // UNAVAILABLE
-        _ => 2,         // UNKNOWN
+        _ => 2,          // UNKNOWN
     }
 }
 

@@ -91,13 +91,8 @@ fn refuse(part: Part, path: &Path, message: impl Into<String>) -> CertError {
 pub fn load_pair(cert_path: &Path, key_path: &Path) -> Result<LoadedCert, CertError> {
     let chain = read_chain(cert_path)?;
     let key = read_key(key_path)?;
-    let signing = any_supported_type(&key).map_err(|e| {
-        refuse(
-            Part::Key,
-            key_path,
-            format!("unsupported private key: {e}"),
-        )
-    })?;
+    let signing = any_supported_type(&key)
+        .map_err(|e| refuse(Part::Key, key_path, format!("unsupported private key: {e}")))?;
     let certified = CertifiedKey::new(chain, signing);
     match certified.keys_match() {
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
@@ -115,8 +110,8 @@ pub fn load_pair(cert_path: &Path, key_path: &Path) -> Result<LoadedCert, CertEr
             })
         }
     }
-    let (names, not_after) = describe(&certified.cert[0])
-        .map_err(|m| refuse(Part::Cert, cert_path, m))?;
+    let (names, not_after) =
+        describe(&certified.cert[0]).map_err(|m| refuse(Part::Cert, cert_path, m))?;
     Ok(LoadedCert {
         certified: Arc::new(certified),
         names,

@@ -229,7 +229,10 @@ async fn read_reply<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Reply> {
         let mut chunk = [0u8; 8192];
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed mid-body"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "closed mid-body",
+            ));
         }
         body.extend_from_slice(&chunk[..n]);
     }

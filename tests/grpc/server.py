@@ -15,9 +15,6 @@ import grpc
 
 def unary(request, context):
     context.set_trailing_metadata((("x-trailer", "kept"),))
-    md = dict(context.invocation_metadata())
-    # Echo what the proxy forwarded, so the test can check the request headers.
-    context.send_initial_metadata((("x-seen-te", md.get("te", "")),))
     return request
 
 
