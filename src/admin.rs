@@ -11,7 +11,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use pingora_prometheus::PrometheusHttpApp;
 
-use crate::proxy::SharedState;
+use crate::state::SharedState;
 
 pub struct AdminApp {
     state: Arc<SharedState>,

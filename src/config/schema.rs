@@ -182,6 +182,16 @@ pub enum RawOnError {
     Local,
 }
 
+impl From<RawOnError> for crate::limiter::OnError {
+    fn from(r: RawOnError) -> Self {
+        match r {
+            RawOnError::FailOpen => Self::FailOpen,
+            RawOnError::FailClosed => Self::FailClosed,
+            RawOnError::Local => Self::Local,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {

@@ -17,7 +17,8 @@ use super::error::ConfigError;
 use super::positions::Positions;
 use super::schema::{RawAnonymous, RawConfig, RawLimit, RawUnknownKey};
 use super::snapshot::*;
-use crate::limiter::{Algorithm, Limit};
+use crate::identity::{self, StoreIdentity};
+use crate::limiter::{Algorithm, Limit, RedisTarget};
 
 /// Reads, parses and validates `path`.
 pub fn load_file(path: &Path) -> Result<Snapshot, ConfigError> {
@@ -303,11 +304,14 @@ fn redis_settings(cx: &Cx<'_>, r: &super::schema::RawRedis) -> Result<RedisSetti
     if r.breaker_failures == 0 {
         return Err(cx.at("redis.breaker_failures", "must be at least 1"));
     }
+    let target = match cluster {
+        true => RedisTarget::Cluster(urls),
+        false => RedisTarget::Single(urls.into_iter().next().unwrap_or_default()),
+    };
     Ok(RedisSettings {
-        urls,
-        cluster,
+        target,
         timeout: Duration::from_millis(r.timeout_ms),
-        on_error: r.on_error,
+        on_error: r.on_error.into(),
         key_prefix: r.key_prefix.clone(),
         breaker_failures: r.breaker_failures,
         breaker_open: r.breaker_open.0,
@@ -640,7 +644,7 @@ fn keys(
                         "must be a non-empty header-safe string",
                     ));
                 }
-                Sha256::digest(key.trim().as_bytes()).into()
+                identity::digest(key.as_bytes())
             }
             (None, Some(hexed)) => {
                 let bytes = hex::decode(hexed.trim()).ok().filter(|b| b.len() == 32);
@@ -663,7 +667,7 @@ fn keys(
         let entry = KeyEntry {
             id: k.id.as_str().into(),
             tier,
-            store_identity: format!("k:{}", hex::encode(&digest[..16])).into(),
+            store_identity: StoreIdentity::for_key(&digest),
             digest,
             id_header: http::HeaderValue::from_str(&k.id)
                 .map_err(|_| cx.at(&format!("{f}.id"), "is not header-safe"))?,
@@ -713,7 +717,7 @@ keys:
         assert_eq!(s.tiers["free"].limits[0].name.as_ref(), "per_minute");
         assert!(s.key_for(b"free-demo-key").is_some());
         assert!(s.key_for(b"other").is_none());
-        assert_eq!(s.route_for("/x").unwrap().upstream, "echo");
+        assert_eq!(s.routes[s.route_for("/x").unwrap()].upstream, "echo");
     }
 
     #[test]

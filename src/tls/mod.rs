@@ -1,6 +1,6 @@
 //! TLS termination for the proxy listeners: certificate files loaded and checked ([`certs`]),
 //! and the per-listener SNI resolver whose certificates can be swapped without a restart
-//! ([`resolver`]). The listeners themselves and the rotation are wired in `crate::listeners`.
+//! ([`resolver`]). The listeners themselves and the rotation are wired in `crate::app` (its `listeners` module).
 
 pub mod certs;
 pub mod client_hello;

@@ -1,5 +1,11 @@
-//! Wires the services together and runs the server: the proxy, the admin listener, the
-//! config reloader and the upstream health checker, each a Pingora service.
+//! The composition root: the only place that knows every piece. It validates the config, has
+//! [`assemble`] build the first generation, and wires the services into one Pingora server: the
+//! proxy (its plain, h2c and TLS [`listeners`]), the admin listener, the config reloader, the
+//! certificate watcher and the upstream health checker.
+
+mod assemble;
+mod health;
+mod listeners;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +19,10 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::cli::Cli;
 use crate::config::reload::Reloader;
-use crate::listeners::{self, CertWatcher, TlsListeners, WithCertificates};
-use crate::proxy::{HealthChecker, SharedState};
 use crate::{access_log, config, metrics};
+use assemble::Assembler;
+use health::HealthChecker;
+use listeners::{CertWatcher, TlsListeners, WithCertificates};
 
 /// How often the config file's and the certificate files' metadata is polled for edits.
 const CONFIG_POLL: Duration = Duration::from_millis(500);
@@ -56,12 +63,13 @@ pub fn run(cli: Cli) -> Result<(), String> {
     server.bootstrap();
 
     metrics::init();
-    let state = SharedState::new(snapshot)?;
+    let assembler = Arc::new(Assembler::start(snapshot)?);
+    let state = assembler.state();
     metrics::config_reload(true, 1);
     access_log::start(&log_settings).map_err(|e| format!("access log: {e}"))?;
 
     let tls = TlsListeners::new(&listen);
-    let target = Arc::new(WithCertificates::new(state.clone(), tls.clone()));
+    let target = Arc::new(WithCertificates::new(assembler, tls.clone()));
     let reloader = Reloader::new(cli.config.clone(), target, CONFIG_POLL);
     server.add_service(background_service("config reloader", reloader));
     let watcher = CertWatcher::new(state.clone(), tls.clone(), CONFIG_POLL);

@@ -15,7 +15,8 @@ use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 
 use crate::config::ListenerSettings;
-use crate::proxy::{Gateway, SharedState};
+use crate::proxy::Gateway;
+use crate::state::SharedState;
 
 pub use rotation::{CertWatcher, TlsListeners, WithCertificates};
 

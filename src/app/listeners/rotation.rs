@@ -16,7 +16,7 @@ use pingora::services::background::BackgroundService;
 
 use crate::config::reload::ApplyConfig;
 use crate::config::{CertPairSettings, ListenerSettings, Snapshot};
-use crate::proxy::SharedState;
+use crate::state::SharedState;
 use crate::tls::{self, CertError, CertSet, SniResolver};
 
 /// The resolvers of the TLS listeners, by address.
