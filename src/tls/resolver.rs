@@ -97,6 +97,42 @@ impl ResolvesServerCert for SniResolver {
 mod tests {
     use super::*;
 
+    fn cert(dir: &std::path::Path, stem: &str, names: &[&str]) -> LoadedCert {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let ck = rcgen::generate_simple_self_signed(names).unwrap();
+        let (c, k) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&c, ck.cert.pem()).unwrap();
+        std::fs::write(&k, ck.key_pair.serialize_pem()).unwrap();
+        super::super::load_pair(&c, &k).unwrap()
+    }
+
+    #[test]
+    fn exact_names_win_over_wildcards_and_the_first_is_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = CertSet {
+            certs: vec![
+                cert(dir.path(), "default", &["default.test"]),
+                cert(dir.path(), "wild", &["*.example.test"]),
+                cert(dir.path(), "exact", &["api.example.test"]),
+            ],
+        };
+        let pick = |sni| set.select(sni).map(|c| c.label());
+        assert_eq!(
+            pick(Some("api.example.test")).as_deref(),
+            Some("api.example.test")
+        );
+        assert_eq!(
+            pick(Some("web.example.test")).as_deref(),
+            Some("*.example.test")
+        );
+        assert_eq!(pick(Some("other.test")).as_deref(), Some("default.test"));
+        assert_eq!(pick(None).as_deref(), Some("default.test"));
+        assert!(set.certs[0].not_after > 1_700_000_000);
+    }
+
     #[test]
     fn wildcards_cover_one_label() {
         assert!(wildcard_covers("*.example.com", "api.example.com"));
