@@ -361,6 +361,47 @@ fn refusals_are_trailers_only_grpc_statuses() {
     });
 }
 
+/// One call with the grpcio client (tests/grpc/client.py) through `target`; its output line.
+fn grpcio_call(target: &str, key: &str, kind: &str) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/grpc/client.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .args([target, key, kind])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python with grpcio");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_real_grpc_client_streams_through_and_reads_the_refusals() {
+    let server = GrpcServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let h2c = common::free_port();
+    let tg = Tollgate::start(&config(dir.path(), server.port, h2c, 2, ""));
+    let target = format!("127.0.0.1:{h2c}");
+    assert_eq!(
+        grpcio_call(&target, "internal-key", "bidi"),
+        "OK echo:a,echo:b,echo:c kept"
+    );
+    assert_eq!(grpcio_call(&target, "small-key", "unary"), "OK hello kept");
+    assert_eq!(
+        grpcio_call(&target, "small-key", "bidi"),
+        "OK echo:a,echo:b,echo:c kept"
+    );
+    let limited = grpcio_call(&target, "small-key", "unary");
+    assert!(
+        limited.starts_with("RESOURCE_EXHAUSTED limit per_minute"),
+        "{limited}"
+    );
+    let unauthenticated = grpcio_call(&target, "", "unary");
+    assert!(
+        unauthenticated.starts_with("UNAUTHENTICATED "),
+        "{unauthenticated}"
+    );
+    drop(tg);
+}
+
 #[test]
 fn a_store_outage_with_fail_closed_is_unavailable() {
     let dir = tempfile::tempdir().unwrap();
