@@ -60,22 +60,9 @@ start_nginx_tls() {
     local d=$TMP/nginx
     PROXY_PORT=$(free_port)
     mkdir -p "$d"
-    cat >"$d/nginx-tls.conf" <<EOF
-worker_processes 1;
-pid $d/nginx-tls.pid;
-error_log $d/error.log error;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $d/client_body;
-    proxy_temp_path $d/proxy;
-    fastcgi_temp_path $d/fastcgi;
-    uwsgi_temp_path $d/uwsgi;
-    scgi_temp_path $d/scgi;
-    upstream echo {
-        server 127.0.0.1:$ECHO_PORT;
-        keepalive 64;
-    }
+    {
+        nginx_conf_head
+        cat <<EOF
     server {
         listen 127.0.0.1:$PROXY_PORT ssl http2;
         ssl_certificate $TLS_DIR/tls.crt;
@@ -90,17 +77,11 @@ http {
     }
 }
 EOF
+    } >"$d/nginx-tls.conf"
     bg nginx-tls "$PROXY_CPU" TERM nginx -p "$d/" -e "$d/error.log" -c "$d/nginx-tls.conf" \
         -g 'daemon off;'
     PROXY_PID=$BG_PID
-    wait_ready "$PROXY_PORT" "$PROXY_PID"
-    PROXY_PIDS=("$PROXY_PID")
-    for _ in $(seq 50); do
-        mapfile -t -O 1 PROXY_PIDS < <(pgrep -P "$PROXY_PID")
-        [ ${#PROXY_PIDS[@]} -gt 1 ] && break
-        sleep 0.1
-    done
-    [ ${#PROXY_PIDS[@]} -gt 1 ] || die "nginx started no worker"
+    nginx_pids
 }
 
 # measure_h2load SCENARIO CONTENDER LABEL REP: as `measure`, with h2load; its totals go into the
@@ -141,36 +122,42 @@ ensure_h2load() {
     command -v h2load >/dev/null 2>&1
 }
 
-scenario_tls() {
-    local rep spec start
-    TLS_DIR=$TMP/tls
-    bash "$ROOT/scripts/gen-demo-cert.sh" "$TLS_DIR" >/dev/null
-    scenario_meta tls1 "HTTPS keep-alive, HTTP/1.1, no limit (same certificate)"
-    scenario_meta tlsh "new TLS handshakes (Connection: close), no limit"
+# The HTTP/1.1 measurements (tls1, tlsh) of one started contender.
+tls_h1_runs() {
+    local contender=$1 label=$2 rep=$3
+    WRK_KEY=bench-internal WRK_SCHEME=https measure tls1 "$contender" "$label HTTP/1.1" 2xx tls1 "$rep"
+    WRK_KEY=bench-internal WRK_SCHEME=https WRK_CLOSE=1 \
+        measure tlsh "$contender" "$label handshakes" 2xx tlsh "$rep"
+}
+
+tls_h2_runs() {
+    measure_h2load tls2 "$1" "$2 HTTP/2" "$3"
+}
+
+# tls_case RUNS: each repetition starts each contender fresh, runs RUNS, stops it.
+tls_case() {
+    local runs=$1 rep spec start
     for ((rep = 1; rep <= REPEAT; rep++)); do
         for spec in "tollgate=tollgate TLS" "nginx=nginx ssl"; do
             start=start_nginx_tls
             [ "${spec%%=*}" = tollgate ] && start=start_tollgate_tls
             "$start"
-            WRK_KEY=bench-internal WRK_SCHEME=https \
-                measure tls1 "${spec%%=*}" "${spec#*=} HTTP/1.1" 2xx tls1 "$rep"
-            WRK_KEY=bench-internal WRK_SCHEME=https WRK_CLOSE=1 \
-                measure tlsh "${spec%%=*}" "${spec#*=} handshakes" 2xx tlsh "$rep"
+            "$runs" "${spec%%=*}" "${spec#*=}" "$rep"
             stop_proxy
         done
     done
+}
+
+scenario_tls() {
+    TLS_DIR=$TMP/tls
+    bash "$ROOT/scripts/gen-demo-cert.sh" "$TLS_DIR" >/dev/null
+    scenario_meta tls1 "HTTPS keep-alive, HTTP/1.1, no limit (same certificate)"
+    scenario_meta tlsh "new TLS handshakes (Connection: close), no limit"
+    tls_case tls_h1_runs
     if ! ensure_h2load; then
         say "tls2 (HTTP/2): h2load is not available, skipped"
         return 0
     fi
     scenario_meta tls2 "HTTP/2 over TLS, $H2_STREAMS streams per connection, no limit (h2load)"
-    for ((rep = 1; rep <= REPEAT; rep++)); do
-        for spec in "tollgate=tollgate TLS" "nginx=nginx ssl"; do
-            start=start_nginx_tls
-            [ "${spec%%=*}" = tollgate ] && start=start_tollgate_tls
-            "$start"
-            measure_h2load tls2 "${spec%%=*}" "${spec#*=} HTTP/2" "$rep"
-            stop_proxy
-        done
-    done
+    tls_case tls_h2_runs
 }

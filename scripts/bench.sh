@@ -294,9 +294,10 @@ EOF
     wait_ready "http://127.0.0.1:$ADMIN_PORT/readyz" "$PROXY_PID"
 }
 
-# nginx_conf MODE: plain | allow (limit_req that lets everything through) | reject
-nginx_conf() {
-    local mode=$1 d=$TMP/nginx
+# The start of every nginx config: one worker, files under $TMP/nginx, the upstream with
+# keepalive; the caller closes the http block.
+nginx_conf_head() {
+    local d=$TMP/nginx
     cat <<EOF
 worker_processes 1;
 pid $d/nginx.pid;
@@ -313,6 +314,14 @@ http {
         server 127.0.0.1:$ECHO_PORT;
         keepalive 64;
     }
+EOF
+}
+
+# nginx_conf MODE: plain | allow (limit_req that lets everything through) | reject
+nginx_conf() {
+    local mode=$1
+    nginx_conf_head
+    cat <<EOF
     # A rate far above what one key gets (~10 req/s each over 1,000 keys): everything passes.
     limit_req_zone \$http_x_api_key zone=allow:16m rate=100000r/s;
     # One request per minute per key: a key that is hammered is rejected.
@@ -339,13 +348,20 @@ EOF
 }
 
 start_nginx() {
-    local mode=$1 i
+    local mode=$1
     PROXY_PORT=$(free_port)
     mkdir -p "$TMP/nginx"
     nginx_conf "$mode" >"$TMP/nginx/nginx-$mode.conf"
     bg "nginx-$mode" "$PROXY_CPU" TERM nginx -p "$TMP/nginx/" -e "$TMP/nginx/error.log" \
         -c "$TMP/nginx/nginx-$mode.conf" -g 'daemon off;'
     PROXY_PID=$BG_PID
+    nginx_pids
+}
+
+# After an nginx master started (PROXY_PID): waits for its port and sets PROXY_PIDS to the
+# master and its workers.
+nginx_pids() {
+    local i
     wait_ready "$PROXY_PORT" "$PROXY_PID"
     PROXY_PIDS=("$PROXY_PID")
     for i in $(seq 50); do

@@ -6,15 +6,14 @@
 //! [`CertWatcher`], which polls the certificate and key files themselves. A pair that fails is
 //! refused with its file and field, and the running certificates stay.
 
-use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::config::reload::ApplyConfig;
+use crate::config::reload::{stamp, ApplyConfig, Stamp};
 use crate::config::{CertPairSettings, ListenerSettings, Snapshot};
 use crate::state::SharedState;
 use crate::tls::{self, CertError, CertSet, SniResolver};
@@ -94,25 +93,6 @@ impl<A: ApplyConfig> ApplyConfig for WithCertificates<A> {
     fn current_hash(&self) -> [u8; 32] {
         self.inner.current_hash()
     }
-}
-
-/// Change detector for one file: its metadata, symlinks followed (Kubernetes Secret volumes
-/// swap a symlink).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    ino: u64,
-}
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
-        modified: m.modified().ok(),
-        len: m.len(),
-        ino: m.ino(),
-    })
 }
 
 /// One TLS listener's files as last seen.
