@@ -19,12 +19,14 @@
 //!   `store/memory` (one file per algorithm, like the scripts), and the failure policy. Imports
 //!   nothing from config, identity, proxy or admin: config converts into its settings types.
 //! * [`upstream`]: peer pools with health state.
+//! * [`tls`]: certificate files loaded and checked, the per-listener SNI resolver whose
+//!   certificates swap without a restart, the ClientHello check behind `min_version: "1.3"`.
 //! * [`state`]: the [`state::Generation`] in force (snapshot, pools, limiter), swapped with
 //!   `arc-swap`; read by the proxy and the admin service.
 //! * [`proxy`]: the Pingora `ProxyHttp` implementation and the answers it writes.
 //! * [`admin`], [`metrics`], [`access_log`], [`request_id`]: observability.
-//! * [`app`]: the composition root (builds generations, wires the services); [`cli`]: the
-//!   command line.
+//! * [`app`]: the composition root (builds generations, wires the services and the plain, h2c
+//!   and TLS listeners, rotates certificates); [`cli`]: the command line.
 
 // A panic on the request path takes a worker down with every request it holds: fallible steps
 // return errors instead. Tests may unwrap.
@@ -42,4 +44,5 @@ pub mod proxy;
 pub mod request_id;
 pub mod state;
 pub mod tls;
+pub mod top_limited;
 pub mod upstream;

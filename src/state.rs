@@ -6,11 +6,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
 use crate::config::Snapshot;
 use crate::limiter::Limiter;
+use crate::top_limited::TopLimited;
 use crate::upstream::UpstreamPool;
 
 pub struct Generation {
@@ -18,6 +20,10 @@ pub struct Generation {
     pub snapshot: Arc<Snapshot>,
     pub upstreams: HashMap<String, Arc<UpstreamPool>>,
     pub limiter: Arc<Limiter>,
+    /// Who is being limited: one sketch for the process, handed from generation to generation.
+    pub top: Arc<TopLimited>,
+    /// When this generation was put in force.
+    pub loaded_at: SystemTime,
 }
 
 impl std::fmt::Debug for Generation {

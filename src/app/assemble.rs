@@ -8,16 +8,19 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crate::config::reload::ApplyConfig;
 use crate::config::Snapshot;
 use crate::limiter::{Clock, Limiter, MemoryStore, RedisSettings, RedisStore};
 use crate::state::{Generation, SharedState};
+use crate::top_limited::TopLimited;
 use crate::upstream::UpstreamPool;
 
 pub struct Assembler {
     state: Arc<SharedState>,
     memory: Arc<MemoryStore>,
+    top: Arc<TopLimited>,
     counter: AtomicU64,
 }
 
@@ -25,10 +28,12 @@ impl Assembler {
     /// Builds generation 1 from `snapshot` and the state that holds it.
     pub fn start(snapshot: Snapshot) -> Result<Self, String> {
         let memory = Arc::new(MemoryStore::new());
-        let first = build(1, snapshot, None, &memory)?;
+        let top = Arc::new(TopLimited::new());
+        let first = build(1, snapshot, None, &memory, &top)?;
         Ok(Assembler {
             state: SharedState::new(first),
             memory,
+            top,
             counter: AtomicU64::new(1),
         })
     }
@@ -43,6 +48,7 @@ fn build(
     snapshot: Snapshot,
     previous: Option<&Generation>,
     memory: &Arc<MemoryStore>,
+    top: &Arc<TopLimited>,
 ) -> Result<Generation, String> {
     let mut upstreams = HashMap::new();
     for (name, settings) in &snapshot.upstreams {
@@ -66,6 +72,8 @@ fn build(
         snapshot: Arc::new(snapshot),
         upstreams,
         limiter,
+        top: top.clone(),
+        loaded_at: SystemTime::now(),
     })
 }
 
@@ -101,7 +109,7 @@ impl ApplyConfig for Assembler {
             ));
         }
         let number = self.counter.fetch_add(1, Ordering::AcqRel) + 1;
-        let next = build(number, snapshot, Some(&current), &self.memory)?;
+        let next = build(number, snapshot, Some(&current), &self.memory, &self.top)?;
         self.state.store(next);
         Ok(number)
     }

@@ -32,6 +32,14 @@ impl Caller {
         }
     }
 
+    /// How `/v1/top` names the caller: the key's id, or `ip:<addr>` for an anonymous caller.
+    pub fn top_label(&self) -> &str {
+        match self {
+            Caller::Key(k) => &k.id,
+            Caller::Anonymous { store_identity, .. } => store_identity.as_str(),
+        }
+    }
+
     /// The `key_id` label and `X-Tollgate-Key-Id` value; anonymous callers share one.
     pub fn key_id(&self) -> &str {
         match self {

@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub keys: Vec<RawKey>,
     #[serde(default)]
     pub access_log: RawAccessLog,
+    /// SHA-256 (hex) of the admin API's bearer token.
+    pub admin_token_sha256: Option<String>,
 }
 
 fn default_listen() -> Vec<RawListen> {

@@ -37,6 +37,8 @@ pub struct Snapshot {
     /// SHA-256 of the API key → key entry.
     pub keys: HashMap<KeyDigest, Arc<KeyEntry>, ahash::RandomState>,
     pub access_log: AccessLogSettings,
+    /// The admin API's bearer token, as a digest (`TOLLGATE_ADMIN_TOKEN` overrides it).
+    pub admin_token_sha256: Option<KeyDigest>,
 }
 
 /// One proxy listener.
@@ -157,6 +159,11 @@ impl Snapshot {
     /// The index in `routes` of the longest configured prefix that matches `path`.
     pub fn route_for(&self, path: &str) -> Option<usize> {
         self.routes.iter().position(|r| path.starts_with(&r.prefix))
+    }
+
+    /// The key entry with configured id `id` (any of its keys): a scan, for the admin API only.
+    pub fn key_by_id(&self, id: &str) -> Option<&Arc<KeyEntry>> {
+        self.keys.values().find(|k| &*k.id == id)
     }
 
     /// Looks a presented API key up by its digest, comparing digests in constant time.

@@ -122,7 +122,8 @@ impl Cx<'_> {
 /// so a megabyte of garbage does not come back as a megabyte of error.
 fn redact(field: &str, message: &str) -> String {
     const MAX: usize = 300;
-    let sensitive = field.starts_with("keys") || field.starts_with("redis");
+    let sensitive =
+        field.starts_with("keys") || field.starts_with("redis") || field.starts_with("admin_token");
     let mut out = String::with_capacity(message.len().min(MAX));
     let mut inside = false;
     for part in message.split('`') {
@@ -241,6 +242,13 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
     if !(0.0..=1.0).contains(&log.sample) || log.sample.is_nan() {
         return Err(cx.at("access_log.sample", "must be between 0.0 and 1.0"));
     }
+    let admin_token_sha256 = match &raw.admin_token_sha256 {
+        Some(h) => Some(
+            sha256_hex(h)
+                .ok_or_else(|| cx.at("admin_token_sha256", "must be 64 hex characters"))?,
+        ),
+        None => None,
+    };
 
     Ok(Snapshot {
         source: cx.path.to_path_buf(),
@@ -261,7 +269,14 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
             path: log.path.clone(),
             sample: log.sample,
         },
+        admin_token_sha256,
     })
+}
+
+/// 64 hex characters as the 32 bytes of a SHA-256 digest.
+fn sha256_hex(hexed: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(hexed.trim()).ok()?;
+    bytes.try_into().ok()
 }
 
 fn unknown_tier(name: &str, tiers: &HashMap<String, Arc<Tier>>) -> String {
@@ -646,15 +661,8 @@ fn keys(
                 }
                 identity::digest(key.as_bytes())
             }
-            (None, Some(hexed)) => {
-                let bytes = hex::decode(hexed.trim()).ok().filter(|b| b.len() == 32);
-                let bytes = bytes.ok_or_else(|| {
-                    cx.at(&format!("{f}.key_sha256"), "must be 64 hex characters")
-                })?;
-                let mut d = [0u8; 32];
-                d.copy_from_slice(&bytes);
-                d
-            }
+            (None, Some(hexed)) => sha256_hex(hexed)
+                .ok_or_else(|| cx.at(&format!("{f}.key_sha256"), "must be 64 hex characters"))?,
             (Some(_), Some(_)) => {
                 return Err(cx.at(&f, "set either `key` or `key_sha256`, not both"))
             }

@@ -176,6 +176,23 @@ impl Limiter {
         }
     }
 
+    /// The usage of `budgets` in the store, charging nothing (the admin API).
+    pub async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<super::Usage>, StoreError> {
+        self.primary.peek(budgets).await
+    }
+
+    /// Clears the counters of `budgets` in the store and, so that a fallback during an outage
+    /// starts fresh too, in the in-process store.
+    pub async fn reset(&self, budgets: &[Budget<'_>]) -> Result<(), StoreError> {
+        self.local.reset_sync(budgets);
+        let result = self.primary.reset(budgets).await;
+        // After the store forgot, so a request in between cannot cache a stale denial again.
+        if let Some(cache) = &self.over_limit {
+            cache.clear();
+        }
+        result
+    }
+
     /// For `/readyz`: the store answers a PING within `timeout_ms`.
     pub async fn ready(&self) -> Result<(), StoreError> {
         tokio::time::timeout(self.timeout, self.primary.ping())

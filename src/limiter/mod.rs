@@ -29,4 +29,4 @@ pub use settings::{OnError, RedisSettings, RedisTarget};
 pub use store::memory::MemoryStore;
 pub use store::redis::{RedisStore, RATELIMIT_LUA};
 pub use store::{KeyBuilder, Store, StoreError};
-pub use verdict::{LimitOutcome, Verdict};
+pub use verdict::{LimitOutcome, Usage, Verdict};

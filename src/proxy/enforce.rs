@@ -43,6 +43,9 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
             };
             ctx.decision = Some(decision);
             metrics::decision(&tier.name, limit_name, decision);
+            if !verdict.allowed {
+                generation.top.record(identity.top_label());
+            }
             if verdict.allowed || tier.shadow {
                 if !verdict.allowed {
                     // Shadow mode reports what enforcement would do, without blocking.

@@ -221,6 +221,8 @@ pub struct Tollgate {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub admin_port: u16,
+    /// Extra environment for every process spawned.
+    pub env: Vec<(String, String)>,
 }
 
 /// A gateway config with `{LISTEN}`/`{ADMIN}` left for [`Tollgate::start`] to fill, the given
@@ -266,6 +268,11 @@ impl Tollgate {
     /// Starts tollgate with `yaml` (placeholders `{LISTEN}` and `{ADMIN}` are filled in) and
     /// waits until both listeners answer.
     pub fn start(yaml: &str) -> Self {
+        Self::start_with_env(yaml, &[])
+    }
+
+    /// [`Tollgate::start`] with extra environment variables.
+    pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let admin_port = free_port();
@@ -274,6 +281,7 @@ impl Tollgate {
             dir,
             port,
             admin_port,
+            env: Vec::new(),
         };
         t.write_config(yaml);
         let pingora = format!(
@@ -282,6 +290,10 @@ impl Tollgate {
         );
         std::fs::write(t.dir.path().join("pingora.yaml"), pingora).expect("write pingora.yaml");
         let mut t = t;
+        t.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         t.spawn(false);
         t.wait_ready();
         t
@@ -321,6 +333,7 @@ impl Tollgate {
             .env("RUST_LOG", "debug,pingora=info,h2=info,rustls=info")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         if upgrade {
             cmd.arg("-u");

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use std::fmt;
 
-use super::{Budget, Verdict};
+use super::{Budget, Usage, Verdict};
 
 mod keys;
 pub mod memory;
@@ -63,6 +63,12 @@ impl std::error::Error for StoreError {}
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError>;
+
+    /// The usage of every limit of `budgets`, in order, without charging or recording anything.
+    async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError>;
+
+    /// Forgets every counter of `budgets`: the next request finds them empty.
+    async fn reset(&self, budgets: &[Budget<'_>]) -> Result<(), StoreError>;
 
     /// A cheap liveness probe (Redis PING) for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{KeyBuilder, Store, StoreError};
-use crate::limiter::{Algorithm, Budget, Clock, Verdict};
+use crate::limiter::{Algorithm, Budget, Clock, Usage, Verdict};
 
 mod fixed_window;
 mod params;
@@ -106,8 +106,36 @@ impl MemoryStore {
 
     /// [`Store::check`] without the future, for callers that cannot await (the local fallback).
     pub fn check_sync(&self, budgets: &[Budget<'_>], cost: u64) -> Verdict {
+        self.run(budgets, i128::from(cost.max(1)), true)
+    }
+
+    /// [`Store::peek`] without the future: every check at cost 0, and no commit.
+    pub fn peek_sync(&self, budgets: &[Budget<'_>]) -> Vec<Usage> {
+        let v = self.run(budgets, 0, false);
+        let limits = budgets.iter().flat_map(|b| b.limits);
+        v.outcomes
+            .iter()
+            .zip(limits)
+            .map(|(o, l)| Usage::new(l, o.remaining, o.reset_ms))
+            .collect()
+    }
+
+    /// [`Store::reset`] without the future.
+    pub fn reset_sync(&self, budgets: &[Budget<'_>]) {
+        let keys = self.keys.keys(budgets);
+        let mut k = 0;
+        for b in budgets {
+            let mut shard = lock(&self.shards[self.shard_index(b.identity)]);
+            for _ in b.limits {
+                shard.map.remove(keys.get(k));
+                k += 1;
+            }
+        }
+    }
+
+    /// Checks every limit at `cost`, then commits all of them when all admit and `commit` holds.
+    fn run(&self, budgets: &[Budget<'_>], cost: i128, commit: bool) -> Verdict {
         let now = self.clock.now_us();
-        let cost = i128::from(cost.max(1));
         // Keys are built before taking any lock.
         let keys = self.keys.keys(budgets);
         let shard_of: Vec<usize> = budgets
@@ -142,7 +170,7 @@ impl MemoryStore {
                 k += 1;
             }
         }
-        if allowed {
+        if allowed && commit {
             let mut pending = pending.into_iter();
             let mut k = 0;
             for (bi, b) in budgets.iter().enumerate() {
@@ -177,6 +205,15 @@ impl Default for MemoryStore {
 impl Store for MemoryStore {
     async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError> {
         Ok(self.check_sync(budgets, cost))
+    }
+
+    async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError> {
+        Ok(self.peek_sync(budgets))
+    }
+
+    async fn reset(&self, budgets: &[Budget<'_>]) -> Result<(), StoreError> {
+        self.reset_sync(budgets);
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

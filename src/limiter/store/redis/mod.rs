@@ -23,25 +23,56 @@ use redis::RedisError;
 use tokio::sync::OnceCell;
 
 use super::{KeyBuilder, Store, StoreError};
-use crate::limiter::{limit_count, Budget, Clock, LimitOutcome, RedisTarget, Verdict};
+use crate::limiter::{limit_count, Budget, Clock, LimitOutcome, RedisTarget, Usage, Verdict};
 use crate::metrics;
 
 mod cluster;
 mod single;
 use cluster::ClusterConn;
 
+/// The four algorithms, which every script that reads counters starts with.
+macro_rules! algorithms {
+    () => {
+        concat!(
+            include_str!("../../../../scripts/redis/sliding_log.lua"),
+            "\n",
+            include_str!("../../../../scripts/redis/sliding_window.lua"),
+            "\n",
+            include_str!("../../../../scripts/redis/fixed_window.lua"),
+            "\n",
+            include_str!("../../../../scripts/redis/token_bucket.lua"),
+            "\n",
+        )
+    };
+}
+
 /// The shipped script: the four algorithms, then the dispatcher that calls them.
 pub const RATELIMIT_LUA: &str = concat!(
-    include_str!("../../../../scripts/redis/sliding_log.lua"),
-    "\n",
-    include_str!("../../../../scripts/redis/sliding_window.lua"),
-    "\n",
-    include_str!("../../../../scripts/redis/fixed_window.lua"),
-    "\n",
-    include_str!("../../../../scripts/redis/token_bucket.lua"),
-    "\n",
-    include_str!("../../../../scripts/redis/ratelimit.lua"),
+    algorithms!(),
+    include_str!("../../../../scripts/redis/ratelimit.lua")
 );
+/// The read-only usage script of the admin API.
+pub const PEEK_LUA: &str = concat!(
+    algorithms!(),
+    include_str!("../../../../scripts/redis/peek.lua")
+);
+/// Clears an identity's counters.
+pub const RESET_LUA: &str = include_str!("../../../../scripts/redis/reset.lua");
+
+/// A script and its body, for EVALSHA with an EVAL fallback.
+struct Lua {
+    script: redis::Script,
+    body: &'static str,
+}
+
+impl Lua {
+    fn new(body: &'static str) -> Self {
+        Lua {
+            script: redis::Script::new(body),
+            body,
+        }
+    }
+}
 
 enum Conn {
     Single(ConnectionManager),
@@ -54,7 +85,9 @@ pub struct RedisStore {
     keys: KeyBuilder,
     timeout: Duration,
     clock: Clock,
-    script: redis::Script,
+    ratelimit: Lua,
+    peek: Lua,
+    reset: Lua,
     conn: OnceCell<Conn>,
 }
 
@@ -67,7 +100,9 @@ impl RedisStore {
             keys: KeyBuilder::new(key_prefix),
             timeout,
             clock,
-            script: redis::Script::new(RATELIMIT_LUA),
+            ratelimit: Lua::new(RATELIMIT_LUA),
+            peek: Lua::new(PEEK_LUA),
+            reset: Lua::new(RESET_LUA),
             conn: OnceCell::new(),
         }
     }
@@ -90,24 +125,56 @@ impl RedisStore {
     }
 
     /// One script call: `KEYS` are every limit's key; `ARGV` is now (0: Redis `TIME`), the
-    /// cost, then algorithm, limit and window of each limit, in the same order.
-    async fn invoke(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Vec<i64>, StoreError> {
+    /// cost (none for peek and reset), then algorithm, limit and window of each limit, in the
+    /// same order.
+    async fn invoke(
+        &self,
+        lua: &Lua,
+        budgets: &[Budget<'_>],
+        cost: Option<u64>,
+    ) -> Result<Vec<i64>, StoreError> {
         let keys = self.keys.keys(budgets);
-        let now_us = self.clock.fixed_us().unwrap_or(0);
         let mut args = Vec::with_capacity(2 + 3 * keys.len());
-        args.extend([now_us, cost]);
+        args.push(self.clock.fixed_us().unwrap_or(0));
+        args.extend(cost);
         for l in budgets.iter().flat_map(|b| b.limits) {
             args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
         }
-        let res = match self.conn().await? {
-            Conn::Single(c) => single::eval(c, &self.script, &keys, &args).await,
+        // The shared connection belongs to the proxy's runtime: a first call from the admin
+        // service (peek, reset) must not create it on its own one-thread runtime, so it uses a
+        // connection of its own until a request has made the shared one.
+        let owned;
+        let conn = match (cost, self.conn.get()) {
+            (None, None) => {
+                owned = self.connect().await.map_err(|e| classify(&e))?;
+                &owned
+            }
+            _ => self.conn().await?,
+        };
+        let res = match conn {
+            Conn::Single(c) => single::eval(c, &lua.script, &keys, &args).await,
             Conn::Cluster(c) => {
                 let keys: Vec<&str> = keys.iter().collect();
-                c.eval(self.script.get_hash(), RATELIMIT_LUA, &keys, &args)
-                    .await
+                c.eval(lua.script.get_hash(), lua.body, &keys, &args).await
             }
         };
         res.map_err(|e| classify(&e))
+    }
+
+    /// `invoke` within the store's timeout, timed as `op`.
+    async fn timed(
+        &self,
+        op: &'static str,
+        lua: &Lua,
+        budgets: &[Budget<'_>],
+        cost: Option<u64>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let started = Instant::now();
+        let res = tokio::time::timeout(self.timeout, self.invoke(lua, budgets, cost))
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        metrics::observe_store(op, started.elapsed());
+        res
     }
 }
 
@@ -155,6 +222,23 @@ fn classify(e: &RedisError) -> StoreError {
     }
 }
 
+/// Decodes `{n, (remaining, reset_ms) * n}` into the usage of each limit.
+fn decode_usage(raw: &[i64], budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError> {
+    let n = limit_count(budgets);
+    if raw.len() != 1 + 2 * n || raw[0] as usize != n {
+        return Err(StoreError::Protocol(format!(
+            "peek returned {} values for {n} limits",
+            raw.len()
+        )));
+    }
+    let limits = budgets.iter().flat_map(|b| b.limits);
+    Ok(raw[1..]
+        .chunks_exact(2)
+        .zip(limits)
+        .map(|(c, l)| Usage::new(l, c[0].max(0) as u64, c[1].max(0) as u64))
+        .collect())
+}
+
 /// Decodes `{allowed_all, n, (allowed, remaining, retry_ms, reset_ms) * n}`.
 fn decode(raw: &[i64], n: usize) -> Result<Verdict, StoreError> {
     if raw.len() != 2 + 4 * n || raw[1] as usize != n {
@@ -181,12 +265,22 @@ fn decode(raw: &[i64], n: usize) -> Result<Verdict, StoreError> {
 #[async_trait]
 impl Store for RedisStore {
     async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError> {
-        let started = Instant::now();
-        let res = tokio::time::timeout(self.timeout, self.invoke(budgets, cost))
+        let raw = self
+            .timed("check", &self.ratelimit, budgets, Some(cost))
+            .await?;
+        decode(&raw, limit_count(budgets))
+    }
+
+    async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError> {
+        let raw = self.timed("peek", &self.peek, budgets, None).await?;
+        decode_usage(&raw, budgets)
+    }
+
+    async fn reset(&self, budgets: &[Budget<'_>]) -> Result<(), StoreError> {
+        // Only KEYS matter to the reset script; `timed` adds the limits' arguments anyway.
+        self.timed("reset", &self.reset, budgets, None)
             .await
-            .unwrap_or(Err(StoreError::Timeout));
-        metrics::observe_store("check", started.elapsed());
-        decode(&res?, limit_count(budgets))
+            .map(drop)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
