@@ -1,7 +1,7 @@
 //! The operator API on `admin_listen`: a key's usage read back exactly and without charging,
 //! reset to the full budget, who is being limited, the config in force, and who may ask; on the
 //! in-process store, a real Redis and a real 3-master Redis Cluster.
-mod common;
+pub mod common;
 
 use std::time::Duration;
 
@@ -12,13 +12,21 @@ use serde_json::Value;
 const TOKEN: &str = "adm1n-t0ken-for-tests";
 
 /// alice (free, 60/min) and tina (tight, 3/min), a trusted local proxy for X-Forwarded-For.
-fn yaml(redis: Option<&str>, echo: &str, extra_top: &str) -> String {
-    let tiers = "  tight:\n    limits: [{ name: per_minute, requests: 3, window: 60s }, { name: hourly, requests: 100, window: 1h, algorithm: fixed_window }]\n";
-    let base = config(redis, echo, tiers).replace(
-        "  anonymous: { tier: anonymous }",
-        "  anonymous: { tier: anonymous }\n  trusted_proxies: [\"127.0.0.1/32\"]",
-    );
-    format!("{extra_top}{base}  - {{ id: tina, key: \"tight-secret-key\", tier: tight }}\n")
+fn config(redis: Option<&str>, echo: &str) -> ConfigBuilder {
+    standard(redis, echo)
+        .trusted_proxies(&["127.0.0.1/32"])
+        .tier(
+            "tight",
+            &[
+                limit(3, "60s").named("per_minute"),
+                limit(100, "1h").named("hourly").algorithm("fixed_window"),
+            ],
+        )
+        .key("tina", "tight-secret-key", "tight")
+}
+
+fn yaml(redis: Option<&str>, echo: &str) -> String {
+    config(redis, echo).to_yaml()
 }
 
 fn send(tg: &Tollgate, key: Option<&str>, xff: Option<&str>) -> u16 {
@@ -128,7 +136,7 @@ fn usage_is_exact_read_only_and_resettable(tg: &Tollgate) {
 #[test]
 fn usage_on_the_in_process_store() {
     let echo = Echo::start();
-    let tg = Tollgate::start(&yaml(None, &echo.addr(), ""));
+    let tg = Tollgate::start(&yaml(None, &echo.addr()));
     usage_is_exact_read_only_and_resettable(&tg);
 }
 
@@ -136,7 +144,7 @@ fn usage_on_the_in_process_store() {
 fn usage_on_redis() {
     let redis = RedisServer::start();
     let echo = Echo::start();
-    let tg = Tollgate::start(&yaml(Some(&redis.url()), &echo.addr(), ""));
+    let tg = Tollgate::start(&yaml(Some(&redis.url()), &echo.addr()));
     // The first admin call comes before any request has made the shared connection.
     assert_eq!(usage(&tg, "alice")[0].2, 0);
     usage_is_exact_read_only_and_resettable(&tg);
@@ -150,14 +158,9 @@ fn usage_on_redis() {
 fn usage_on_redis_cluster() {
     let cluster = RedisCluster::start();
     let echo = Echo::start();
-    let urls = cluster
-        .urls()
-        .iter()
-        .map(|u| format!("\"{u}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let redis = format!("redis:\n  cluster: [{urls}]\n  timeout_ms: 500\n");
-    let y = yaml(None, &echo.addr(), "").replace("\nupstreams:", &format!("\n{redis}\nupstreams:"));
+    let y = config(None, &echo.addr())
+        .redis(Redis::cluster(&cluster.urls()).timeout_ms(500))
+        .to_yaml();
     let tg = Tollgate::start(&y);
     usage_is_exact_read_only_and_resettable(&tg);
 }
@@ -165,7 +168,7 @@ fn usage_on_redis_cluster() {
 #[test]
 fn the_top_list_names_the_heaviest_abusers_first() {
     let echo = Echo::start();
-    let tg = Tollgate::start(&yaml(None, &echo.addr(), ""));
+    let tg = Tollgate::start(&yaml(None, &echo.addr()));
     // tina: 3 allowed, 27 limited. One IP: 5 allowed, 15 limited. 30 IPs: 1 limited each.
     for _ in 0..30 {
         send(&tg, Some("tight-secret-key"), None);
@@ -210,7 +213,7 @@ fn the_top_list_names_the_heaviest_abusers_first() {
 #[test]
 fn the_config_in_force_is_described_without_a_key() {
     let echo = Echo::start();
-    let tg = Tollgate::start(&yaml(None, &echo.addr(), ""));
+    let tg = Tollgate::start(&yaml(None, &echo.addr()));
     let (status, body, _) = admin(&tg, "GET", "/v1/config", None);
     assert_eq!(status, 200);
     assert_eq!(body["generation"], 1);
@@ -231,7 +234,11 @@ fn the_config_in_force_is_described_without_a_key() {
     let text = body.to_string();
     assert!(!text.contains("free-demo-key") && !text.contains("tight-secret-key"));
     // A reload bumps the generation.
-    tg.write_config(&yaml(None, &echo.addr(), "").replace("requests: 60", "requests: 61"));
+    tg.write_config(
+        &config(None, &echo.addr())
+            .tier("free", &[limit(61, "60s")])
+            .to_yaml(),
+    );
     tg.signal(libc::SIGHUP);
     assert!(wait_until(Duration::from_secs(10), || {
         admin(&tg, "GET", "/v1/config", None).1["generation"] == 2
@@ -245,8 +252,11 @@ fn a_token_guards_v1_and_leaves_health_and_metrics_open() {
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(TOKEN.as_bytes()))
     };
-    let top = format!("admin_token_sha256: \"{digest}\"\n");
-    let tg = Tollgate::start(&yaml(None, &echo.addr(), &top));
+    let tg = Tollgate::start(
+        &config(None, &echo.addr())
+            .admin_token_sha256(&digest)
+            .to_yaml(),
+    );
     for path in ["/v1/keys/alice", "/v1/top", "/v1/config"] {
         let (status, body, ct) = admin(&tg, "GET", path, None);
         assert_eq!(
@@ -278,9 +288,10 @@ fn a_token_guards_v1_and_leaves_health_and_metrics_open() {
 #[test]
 fn the_environment_token_wins_over_the_config() {
     let echo = Echo::start();
-    let top = format!("admin_token_sha256: \"{}\"\n", "ab".repeat(32));
     let tg = Tollgate::start_with_env(
-        &yaml(None, &echo.addr(), &top),
+        &config(None, &echo.addr())
+            .admin_token_sha256(&"ab".repeat(32))
+            .to_yaml(),
         &[("TOLLGATE_ADMIN_TOKEN", TOKEN)],
     );
     assert_eq!(admin(&tg, "GET", "/v1/config", Some(TOKEN)).0, 200);

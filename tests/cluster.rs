@@ -12,7 +12,7 @@
 //!
 //! Tests in this file run one at a time (a cluster is six processes on a small machine).
 
-mod common;
+pub mod common;
 
 use std::cell::Cell;
 use std::collections::HashMap;

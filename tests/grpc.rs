@@ -2,21 +2,20 @@
 //! tests/grpc/requirements.txt): unary and bidirectional streaming calls with their trailers,
 //! over TLS and over h2c, and tollgate's own refusals as trailers-only gRPC statuses.
 
-mod common;
+pub mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use common::tls as t;
-use common::Tollgate;
+use common::{limit, ChildGuard, ConfigBuilder, Key, Listener, Redis, Route, Tollgate, Upstream};
 use h2::client::SendRequest;
 
 /// A grpcio server on a free port, stopped by PID when dropped.
 struct GrpcServer {
-    child: Child,
+    _child: ChildGuard,
     port: u16,
 }
 
@@ -31,77 +30,53 @@ impl GrpcServer {
     fn start() -> Self {
         let port = common::free_port();
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/grpc/server.py");
-        let mut child = Command::new(python())
-            .arg(&script)
-            .arg(port.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python with grpcio: run scripts/test.sh (ensure_venv) or set TOLLGATE_PYTHON");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        assert_eq!(
-            line.trim(),
-            "ready",
+        let child = ChildGuard::spawn(
+            Command::new(python())
+                .arg(&script)
+                .arg(port.to_string())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+            "python with grpcio (scripts/test.sh makes .venv; or set TOLLGATE_PYTHON)",
+        );
+        assert!(
+            common::wait_until(Duration::from_secs(30), || common::port_open(port)),
             "the grpcio server did not start (is grpcio in {}?)",
             python().display()
         );
-        GrpcServer { child, port }
-    }
-}
-
-impl Drop for GrpcServer {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the PID this test spawned.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGKILL);
+        GrpcServer {
+            _child: child,
+            port,
         }
-        let _ = self.child.wait();
     }
 }
 
 /// A TLS listener (`{LISTEN}`) and an h2c listener on `h2c`, route `/test.Echo/` to the gRPC
-/// server over h2c, keys of an unlimited tier and of a tier of `budget` calls a minute.
-fn config(dir: &std::path::Path, grpc: u16, h2c: u16, budget: u32, redis: &str) -> String {
+/// server over h2c, keys of an unlimited tier and of a tier of `budget` calls a minute, and
+/// `redis` when given (else the in-process store).
+fn config(dir: &std::path::Path, grpc: u16, h2c: u16, budget: u64, redis: Option<Redis>) -> String {
     let pair = t::gen_pair(dir, "api", &["api.test"]);
-    format!(
-        r#"listen:
-  - addr: "{{LISTEN}}"
-    tls: {{ certs: [{{ cert: "{cert}", key: "{key}" }}] }}
-  - addr: "127.0.0.1:{h2c}"
-    http2: true
-admin_listen: "{{ADMIN}}"
-{redis}
-upstreams:
-  grpc:
-    peers: ["127.0.0.1:{grpc}"]
-    http2: true
-    read_timeout: 10s
-routes:
-  - prefix: "/test.Echo/"
-    upstream: grpc
-identity:
-  header: "x-api-key"
-  anonymous: reject
-tiers:
-  internal:
-    limits: []
-  small:
-    limits: [{{ name: per_minute, requests: {budget}, window: 60s }}]
-keys:
-  - {{ id: carol, key: "internal-key", tier: internal }}
-  - {{ id: dave, key: "small-key", tier: small }}
-"#,
-        cert = pair.cert.display(),
-        key = pair.key.display(),
-    )
+    let c = ConfigBuilder::new()
+        .listeners(&[
+            Listener::new("{LISTEN}").cert(&pair.cert, &pair.key),
+            Listener::new(&format!("127.0.0.1:{h2c}")).http2(true),
+        ])
+        .upstream(
+            Upstream::new("grpc", &[&format!("127.0.0.1:{grpc}")])
+                .http2()
+                .read_timeout("10s"),
+        )
+        .route(Route::new("/test.Echo/", "grpc"))
+        .anonymous_reject()
+        .tier("internal", &[])
+        .tier("small", &[limit(budget, "60s").named("per_minute")])
+        .key_entry(Key::new("carol", "internal-key", "internal"))
+        .key_entry(Key::new("dave", "small-key", "small"));
+    match redis {
+        Some(r) => c.redis(r),
+        None => c,
+    }
+    .to_yaml()
 }
 
 /// A gRPC message: uncompressed flag, 4-byte length, payload.
@@ -240,7 +215,7 @@ fn unary_and_bidi_streaming_calls_with_trailers_pass_through() {
     let server = GrpcServer::start();
     let dir = tempfile::tempdir().unwrap();
     let h2c = common::free_port();
-    let tg = Tollgate::start(&config(dir.path(), server.port, h2c, 100, ""));
+    let tg = Tollgate::start(&config(dir.path(), server.port, h2c, 100, None));
     t::runtime().block_on(async {
         let h2 = t::client_config(rustls::ALL_VERSIONS, &[b"h2"]);
         let stream = t::connect(tg.port, "api.test", h2).await.unwrap();
@@ -290,7 +265,13 @@ fn assert_grpc_status(parts: &http::response::Parts, code: &str) {
 fn refusals_are_trailers_only_grpc_statuses() {
     let server = GrpcServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let tg = Tollgate::start(&config(dir.path(), server.port, common::free_port(), 2, ""));
+    let tg = Tollgate::start(&config(
+        dir.path(),
+        server.port,
+        common::free_port(),
+        2,
+        None,
+    ));
     t::runtime().block_on(async {
         let h2 = t::client_config(rustls::ALL_VERSIONS, &[b"h2"]);
         let stream = t::connect(tg.port, "api.test", h2).await.unwrap();
@@ -378,7 +359,7 @@ fn a_real_grpc_client_streams_through_and_reads_the_refusals() {
     let server = GrpcServer::start();
     let dir = tempfile::tempdir().unwrap();
     let h2c = common::free_port();
-    let tg = Tollgate::start(&config(dir.path(), server.port, h2c, 2, ""));
+    let tg = Tollgate::start(&config(dir.path(), server.port, h2c, 2, None));
     let target = format!("127.0.0.1:{h2c}");
     assert_eq!(
         grpcio_call(&target, "internal-key", "bidi"),
@@ -406,16 +387,16 @@ fn a_real_grpc_client_streams_through_and_reads_the_refusals() {
 fn a_store_outage_with_fail_closed_is_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let dead = common::free_port();
-    let redis = format!(
-        "redis:\n  url: \"redis://127.0.0.1:{dead}/0\"\n  timeout_ms: 50\n  on_error: fail_closed\n"
-    );
+    let redis = Redis::url(&format!("redis://127.0.0.1:{dead}/0"))
+        .timeout_ms(50)
+        .on_error("fail_closed");
     // No gRPC server is needed: the call is refused before any upstream is chosen.
     let tg = Tollgate::start(&config(
         dir.path(),
         common::free_port(),
         common::free_port(),
         5,
-        &redis,
+        Some(redis),
     ));
     t::runtime().block_on(async {
         let h2 = t::client_config(rustls::ALL_VERSIONS, &[b"h2"]);

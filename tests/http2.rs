@@ -1,26 +1,23 @@
 //! HTTP/2 downstream over real sockets: every stream is one request for the limiter, exactly,
-//! over TLS (ALPN h2) and over h2c (prior knowledge) beside HTTP/1.1 on a plain listener.
+//! over TLS (ALPN h2, through Redis) and over h2c (prior knowledge, the in-process store) beside
+//! HTTP/1.1 on a plain listener.
 
-mod common;
+pub mod common;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::tls as t;
-use common::{Echo, Tollgate};
+use common::{limit, Echo, Listener, RedisServer, Tollgate};
 
-/// The harness config, a tier of 10 requests a minute with key `ten-key`, and `listen`.
-fn config(echo: &Echo, listen: &str) -> String {
-    common::config(
-        None,
-        &echo.addr(),
-        "  ten:\n    limits: [{ name: per_minute, requests: 10, window: 60s }]\n",
-    )
-    .replace("listen: [\"{LISTEN}\"]", listen)
-    .replace(
-        "keys:\n",
-        "keys:\n  - { id: dave, key: \"ten-key\", tier: ten }\n",
-    )
+/// The standard harness config (with Redis when given), a tier of 10 requests a minute with
+/// key `ten-key`, and `listeners`.
+fn config(redis: Option<&RedisServer>, echo: &Echo, listeners: &[Listener]) -> String {
+    common::standard(redis.map(|r| r.url()).as_deref(), &echo.addr())
+        .tier("ten", &[limit(10, "60s").named("per_minute")])
+        .key("dave", "ten-key", "ten")
+        .listeners(listeners)
+        .to_yaml()
 }
 
 /// Sends `n` requests at once as streams of one connection; returns their statuses and one
@@ -84,12 +81,10 @@ fn fifty_streams_over_tls_against_a_limit_of_ten_admit_exactly_ten() {
     let dir = tempfile::tempdir().unwrap();
     let pair = t::gen_pair(dir.path(), "api", &["api.test"]);
     let echo = Echo::start();
-    let listen = format!(
-        "listen:\n  - addr: \"{{LISTEN}}\"\n    tls: {{ certs: [{{ cert: \"{}\", key: \"{}\" }}] }}\n",
-        pair.cert.display(),
-        pair.key.display()
-    );
-    let tg = Tollgate::start(&config(&echo, &listen));
+    // Through the Redis store and its Lua, as in production.
+    let redis = RedisServer::start();
+    let listen = Listener::new("{LISTEN}").cert(&pair.cert, &pair.key);
+    let tg = Tollgate::start(&config(Some(&redis), &echo, &[listen]));
     t::runtime().block_on(async {
         let h2 = t::client_config(rustls::ALL_VERSIONS, &[b"h2"]);
         let stream = t::connect(tg.port, "api.test", h2).await.unwrap();
@@ -107,8 +102,8 @@ fn fifty_streams_over_tls_against_a_limit_of_ten_admit_exactly_ten() {
 #[test]
 fn h2c_beside_http1_on_a_plain_listener_counts_streams_exactly() {
     let echo = Echo::start();
-    let listen = "listen:\n  - addr: \"{LISTEN}\"\n    http2: true\n";
-    let tg = Tollgate::start(&config(&echo, listen));
+    let h2c = Listener::new("{LISTEN}").http2(true);
+    let tg = Tollgate::start(&config(None, &echo, &[h2c]));
     // HTTP/1.1 still works on the same listener, and counts against the same budget.
     let r = common::raw_request(
         tg.port,
@@ -132,7 +127,7 @@ fn h2c_beside_http1_on_a_plain_listener_counts_streams_exactly() {
 #[test]
 fn a_plain_listener_without_http2_does_not_speak_h2c() {
     let echo = Echo::start();
-    let tg = Tollgate::start(&config(&echo, "listen: [\"{LISTEN}\"]"));
+    let tg = Tollgate::start(&config(None, &echo, &[Listener::new("{LISTEN}")]));
     let reply = common::raw_exchange(
         tg.port,
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",

@@ -8,7 +8,7 @@
 //! rely on has a TTL of less than seconds; the property tests build `now` as real elapsed time
 //! plus the generated deltas, which keeps the synthetic clock at least as fast as Redis's.
 
-mod common;
+pub mod common;
 
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -2,38 +2,31 @@
 //! floor, ALPN, `X-Forwarded-Proto: https`, rotation under load, refused bad certificates, and
 //! `tollgate -t` on certificate files.
 
-mod common;
+pub mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::tls::{self as t, Pair};
-use common::{Echo, Tollgate, TOLLGATE};
+use common::{Echo, Listener, Tollgate, TOLLGATE};
 
 const KEY: (&str, &str) = ("x-api-key", "internal-demo-key");
 
-/// The harness config with `listen` replaced by `listen`.
-fn config_with(echo: &Echo, listen: &str) -> String {
-    common::config(None, &echo.addr(), "").replace("listen: [\"{LISTEN}\"]", listen)
+/// The standard harness config with `listen` replaced by `listeners`.
+fn config_with(echo: &Echo, listeners: &[Listener]) -> String {
+    common::standard(None, &echo.addr())
+        .listeners(listeners)
+        .to_yaml()
 }
 
-fn tls_listen(pairs: &[&Pair], extra: &str) -> String {
-    let certs: Vec<String> = pairs
+/// A TLS listener on `{LISTEN}` serving `pairs` (the first is the default).
+fn tls_listener(pairs: &[&Pair]) -> Listener {
+    pairs
         .iter()
-        .map(|p| {
-            format!(
-                "{{ cert: \"{}\", key: \"{}\" }}",
-                p.cert.display(),
-                p.key.display()
-            )
-        })
-        .collect();
-    format!(
-        "listen:\n  - addr: \"{{LISTEN}}\"\n    tls:\n      certs: [{}]\n{extra}",
-        certs.join(", ")
-    )
+        .fold(Listener::new("{LISTEN}"), |l, p| l.cert(&p.cert, &p.key))
 }
 
 #[test]
@@ -42,7 +35,7 @@ fn sni_picks_the_certificate_and_the_first_is_the_default() {
     let api = t::gen_pair(dir.path(), "api", &["api.test"]);
     let admin = t::gen_pair(dir.path(), "admin", &["admin.test", "*.admin.test"]);
     let echo = Echo::start();
-    let tg = Tollgate::start(&config_with(&echo, &tls_listen(&[&api, &admin], "")));
+    let tg = Tollgate::start(&config_with(&echo, &[tls_listener(&[&api, &admin])]));
     let rt = t::runtime();
     rt.block_on(async {
         let cases = [
@@ -69,13 +62,14 @@ fn requests_over_tls_are_forwarded_as_https_and_alpn_offers_h2() {
     let echo = Echo::start();
     let plain = common::free_port();
     let h1_only = common::free_port();
-    let listen = format!(
-        "{}  - \"127.0.0.1:{plain}\"\n  - addr: \"127.0.0.1:{h1_only}\"\n    tls: {{ certs: [{{ cert: \"{}\", key: \"{}\" }}] }}\n    http2: false\n",
-        tls_listen(&[&api], ""),
-        api.cert.display(),
-        api.key.display()
-    );
-    let tg = Tollgate::start(&config_with(&echo, &listen));
+    let listeners = [
+        tls_listener(&[&api]),
+        Listener::new(&format!("127.0.0.1:{plain}")),
+        Listener::new(&format!("127.0.0.1:{h1_only}"))
+            .cert(&api.cert, &api.key)
+            .http2(false),
+    ];
+    let tg = Tollgate::start(&config_with(&echo, &listeners));
     let rt = t::runtime();
     rt.block_on(async {
         let mut s = t::connect(tg.port, "api.test", t::h1_client())
@@ -109,8 +103,8 @@ fn min_version_1_3_refuses_a_tls_1_2_client() {
     let dir = tempfile::tempdir().unwrap();
     let api = t::gen_pair(dir.path(), "api", &["api.test"]);
     let echo = Echo::start();
-    let listen = tls_listen(&[&api], "      min_version: \"1.3\"\n");
-    let tg = Tollgate::start(&config_with(&echo, &listen));
+    let floor = tls_listener(&[&api]).min_version("\"1.3\"");
+    let tg = Tollgate::start(&config_with(&echo, &[floor]));
     let rt = t::runtime();
     rt.block_on(async {
         let tls12 = t::client_config(&[&rustls::version::TLS12], &[b"http/1.1"]);
@@ -125,8 +119,7 @@ fn min_version_1_3_refuses_a_tls_1_2_client() {
         assert_eq!(t::get(&mut s, "/api/x", &[KEY]).await.unwrap().status, 200);
     });
     // Without min_version a TLS 1.2 client is served.
-    let plain = tls_listen(&[&api], "");
-    let tg = Tollgate::start(&config_with(&echo, &plain));
+    let tg = Tollgate::start(&config_with(&echo, &[tls_listener(&[&api])]));
     rt.block_on(async {
         let tls12 = t::client_config(&[&rustls::version::TLS12], &[b"http/1.1"]);
         let mut s = t::connect(tg.port, "api.test", tls12).await.unwrap();
@@ -191,7 +184,7 @@ fn rotation_under_load_drops_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let v1 = t::gen_pair(dir.path(), "api", &["api.test"]);
     let echo = Echo::start();
-    let tg = Tollgate::start(&config_with(&echo, &tls_listen(&[&v1], "")));
+    let tg = Tollgate::start(&config_with(&echo, &[tls_listener(&[&v1])]));
     let rt = t::runtime();
     let load = Arc::new(Load::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -225,7 +218,7 @@ fn rotation_under_load_drops_nothing() {
 
         // By SIGHUP after a config edit naming new files.
         let v3 = t::gen_pair(dir.path(), "v3", &["api.test"]);
-        tg.write_config(&config_with(&echo, &tls_listen(&[&v3], "")));
+        tg.write_config(&config_with(&echo, &[tls_listener(&[&v3])]));
         tg.signal(libc::SIGHUP);
         assert!(
             wait_for_cert(tg.port, &v3.der, Duration::from_secs(10)).await,
@@ -258,7 +251,7 @@ fn a_bad_certificate_is_refused_and_the_old_one_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let v1 = t::gen_pair(dir.path(), "api", &["api.test"]);
     let echo = Echo::start();
-    let yaml = config_with(&echo, &tls_listen(&[&v1], ""));
+    let yaml = config_with(&echo, &[tls_listener(&[&v1])]);
     let tg = Tollgate::start(&yaml);
     let rt = t::runtime();
     let other = t::gen_pair(tempfile::tempdir().unwrap().path(), "other", &["api.test"]);
@@ -335,13 +328,13 @@ fn check_mode_validates_certificate_files() {
     std::fs::create_dir(dir.path().join("tls")).unwrap();
     t::gen_pair(&dir.path().join("tls"), "api", &["api.test"]);
     let other = t::gen_pair(dir.path(), "other", &["other.test"]);
-    let base = common::config(None, "127.0.0.1:9", "")
-        .replace("{ADMIN}", "127.0.0.1:9091")
-        .replace("listen: [\"{LISTEN}\"]", "listen:\n  - addr: \"127.0.0.1:8443\"\n    tls:\n      certs:\n        - { cert: CERT, key: KEY }\n      min_version: VERSION");
     let yaml = |cert: &str, key: &str, version: &str| {
-        base.replace("CERT", cert)
-            .replace("KEY", key)
-            .replace("VERSION", version)
+        common::standard(None, "127.0.0.1:9")
+            .admin_listen("127.0.0.1:9091")
+            .listeners(&[Listener::new("127.0.0.1:8443")
+                .cert(Path::new(cert), Path::new(key))
+                .min_version(version)])
+            .to_yaml()
     };
 
     // Relative paths are resolved against the config file's folder, whatever the cwd.

@@ -8,7 +8,6 @@
 mod caller;
 mod duration;
 mod error;
-mod listen;
 mod positions;
 pub mod reload;
 pub mod schema;

@@ -1,25 +1,27 @@
-//! The `listen` entries: addresses, HTTP/2, and TLS with its certificate files, which are read
-//! and checked here so that `tollgate -t` and a reload refuse a bad certificate by name.
+//! The listeners, `listen` (the proxy: addresses, HTTP/2, and TLS with its certificate files,
+//! read and checked here so that `tollgate -t` and a reload refuse a bad certificate by name)
+//! and `admin_listen` (metrics, health and the admin API), and the admin API's token digest.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::error::ConfigError;
-use super::schema::{RawListen, TlsVersion};
-use super::snapshot::{CertPairSettings, ListenerSettings, TlsListenerSettings};
-use super::validate::Cx;
+use super::super::error::ConfigError;
+use super::super::schema::{RawConfig, RawListenTls, TlsVersion};
+use super::super::snapshot::{CertPairSettings, ListenerSettings, TlsListenerSettings};
+use super::context::Cx;
+use super::sha256_hex;
+use crate::identity::KeyDigest;
 use crate::tls::{self, CertSet};
 
-pub(super) fn listeners(
-    cx: &Cx<'_>,
-    raw: &[RawListen],
-) -> Result<Vec<ListenerSettings>, ConfigError> {
-    if raw.is_empty() {
+/// Every address parses as IP:port and is listed once, every TLS listener's certificates load,
+/// and the admin listener shares no address with the proxy.
+pub(super) fn check(cx: &Cx<'_>, raw: &RawConfig) -> Result<Vec<ListenerSettings>, ConfigError> {
+    if raw.listen.is_empty() {
         return Err(cx.at("listen", "needs at least one address"));
     }
-    let mut out: Vec<ListenerSettings> = Vec::with_capacity(raw.len());
-    for (i, l) in raw.iter().enumerate() {
+    let mut out: Vec<ListenerSettings> = Vec::with_capacity(raw.listen.len());
+    for (i, l) in raw.listen.iter().enumerate() {
         let f = format!("listen[{i}]");
         let addr: SocketAddr = l.addr.parse().map_err(|_| {
             let field = if l.tls.is_some() || l.http2.is_some() {
@@ -42,13 +44,23 @@ pub(super) fn listeners(
             tls,
         });
     }
+    raw.admin_listen.parse::<SocketAddr>().map_err(|_| {
+        cx.at(
+            "admin_listen",
+            format!("'{}' is not an IP:port address", raw.admin_listen),
+        )
+    })?;
+    if out.iter().any(|l| l.addr == raw.admin_listen) {
+        return Err(cx.at("admin_listen", "must differ from every `listen` address"));
+    }
     Ok(out)
 }
 
+/// `listen[i].tls`: at least one pair, each read and checked now (file, PEM, key matching).
 fn tls_settings(
     cx: &Cx<'_>,
     f: &str,
-    t: &super::schema::RawListenTls,
+    t: &RawListenTls,
 ) -> Result<TlsListenerSettings, ConfigError> {
     if t.certs.is_empty() {
         return Err(cx.at(
@@ -87,4 +99,14 @@ fn resolve(base: &Path, path: &str) -> PathBuf {
     } else {
         base.join(p)
     }
+}
+
+/// `admin_token_sha256`: the digest of the admin API's bearer token, when set.
+pub(super) fn admin_token(cx: &Cx<'_>, raw: &RawConfig) -> Result<Option<KeyDigest>, ConfigError> {
+    raw.admin_token_sha256
+        .as_deref()
+        .map(|h| {
+            sha256_hex(h).ok_or_else(|| cx.at("admin_token_sha256", "must be 64 hex characters"))
+        })
+        .transpose()
 }
