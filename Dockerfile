@@ -27,7 +27,11 @@ WORKDIR /src
 #    own code does not rebuild the ~350 crates of the dependency tree.
 #    Every target path that Cargo.toml names explicitly (a [[test]] or [[bench]] too) gets a stub,
 #    because cargo refuses a manifest whose targets are missing.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+# `tollgate --version` names the commit; the build context has no .git, so pass it in:
+#   docker build --build-arg TOLLGATE_GIT_COMMIT=$(git rev-parse --short=12 HEAD) .
+ARG TOLLGATE_GIT_COMMIT=unknown
+ENV TOLLGATE_GIT_COMMIT=${TOLLGATE_GIT_COMMIT}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN mkdir -p src/bin \
     && echo 'fn main() {}' > src/main.rs \

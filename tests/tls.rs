@@ -378,3 +378,52 @@ fn check_mode_validates_certificate_files() {
         assert!(out.contains(message), "says {message}: {out}");
     }
 }
+
+/// `connection_rate` is decided at accept, before any TLS handshake, and a client's TLS and
+/// plain connections count together (one filter for every listener).
+#[test]
+fn connection_rate_refuses_before_the_handshake_across_listeners() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = t::gen_pair(dir.path(), "api", &["api.test"]);
+    let echo = Echo::start();
+    let plain = common::free_port();
+    let listeners = [
+        tls_listener(&[&api]),
+        Listener::new(&format!("127.0.0.1:{plain}")),
+    ];
+    let base = || common::standard(None, &echo.addr()).listeners(&listeners);
+    // Started without a limit: the harness's readiness probes count for nothing.
+    let tg = Tollgate::start(&base().to_yaml());
+    tg.write_config(&base().connection_rate(3, Some("30s")).to_yaml());
+    assert!(
+        common::wait_until(Duration::from_secs(10), || {
+            tg.metric("tollgate_config_generation") >= 2.0
+        }),
+        "the limit was not loaded: {}",
+        tg.logs()
+    );
+    t::runtime().block_on(async {
+        for _ in 0..2 {
+            let mut s = t::connect(tg.port, "api.test", t::h1_client())
+                .await
+                .unwrap();
+            assert_eq!(t::get(&mut s, "/api/x", &[KEY]).await.unwrap().status, 200);
+        }
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", plain))
+            .await
+            .unwrap();
+        assert_eq!(
+            t::get(&mut tcp, "/api/x", &[KEY]).await.unwrap().status,
+            200
+        );
+        let refused = t::connect(tg.port, "api.test", t::h1_client()).await;
+        assert!(
+            refused.is_err(),
+            "the fourth connection must be closed at accept"
+        );
+    });
+    assert_eq!(
+        tg.metric("tollgate_connections_refused_total{reason=\"rate\"}"),
+        1.0
+    );
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::apps::http_app::HttpServer;
-use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
@@ -51,13 +51,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
     let admin_listen = snapshot.admin_listen.clone();
     let log_settings = snapshot.access_log.clone();
 
-    let opt = Opt {
-        upgrade: cli.pingora.upgrade,
-        daemon: cli.pingora.daemon,
-        nocapture: false,
-        test: false,
-        conf: cli.pingora.conf.clone(),
-    };
+    let opt = cli.pingora.to_opt();
     let mut server = Server::new(Some(opt)).map_err(|e| format!("pingora conf: {e}"))?;
     // Receives the listening sockets from the old process when started with -u.
     server.bootstrap();

@@ -18,8 +18,8 @@ pub use caller::Caller;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use snapshot::{
-    AccessLogSettings, AnonymousPolicy, CertPairSettings, HealthCheckSettings, KeyEntry,
-    LimitHeaders, ListenerSettings, OnError, RedisSettings, Route, Snapshot, Tier,
-    TlsListenerSettings, UpstreamSettings,
+    AccessLogSettings, AnonymousPolicy, CertPairSettings, ConnectionRateSettings,
+    HealthCheckSettings, KeyEntry, LimitHeaders, ListenerSettings, OnError, RedisSettings, Route,
+    Snapshot, Tier, TlsListenerSettings, UpstreamSettings,
 };
 pub use validate::{load_file, load_str};

@@ -39,6 +39,14 @@ pub struct Snapshot {
     pub access_log: AccessLogSettings,
     /// The admin API's bearer token, as a digest (`TOLLGATE_ADMIN_TOKEN` overrides it).
     pub admin_token_sha256: Option<KeyDigest>,
+    pub connection_rate: Option<ConnectionRateSettings>,
+}
+
+/// `connection_rate`: at most `per_ip` new connections per `window` from one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionRateSettings {
+    pub per_ip: u32,
+    pub window: Duration,
 }
 
 /// One proxy listener.

@@ -5,9 +5,11 @@
 //! and record metrics and the access log in `logging`. The work itself lives in the sibling
 //! modules; the phase methods only call into them.
 
+mod conformance;
 mod ctx;
 mod enforce;
 mod gateway;
+mod grpc;
 pub mod headers;
 pub mod ratelimit_headers;
 mod record;

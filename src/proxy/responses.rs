@@ -1,19 +1,24 @@
 //! Answers tollgate writes itself, as RFC 9457 `application/problem+json`.
 //!
 //! Every answer carries `Content-Length`, so the client connection stays open after it (a 429
-//! must not cost the client its connection), and `X-Request-Id`.
-//!
-//! A gRPC client cannot read an HTTP error status, so a gRPC request over HTTP/2 gets the same
-//! answer as a trailers-only response instead: HTTP 200 and `grpc-status` / `grpc-message` in
-//! one HEADERS frame that ends the stream, with the same extra headers ([`grpc_status`]).
+//! must not cost the client its connection), and `X-Request-Id`. A request body of up to
+//! 64 KiB that the client is still sending is read and dropped first (bounded in time), so that
+//! the connection survives the refusal; a larger one closes it after the answer. A gRPC call
+//! gets the same answer in gRPC's trailers-only form instead ([`super::grpc`]).
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderValue;
 use pingora::http::ResponseHeader;
-use pingora::protocols::http::HttpTask;
 use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::Value;
+
+/// The largest request body read and dropped to keep the connection after a refusal.
+pub const MAX_DRAINED_BODY: usize = 64 * 1024;
+/// How long a client may take to finish sending such a body.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
@@ -79,37 +84,15 @@ impl<'a> Problem<'a> {
         Ok(resp)
     }
 
-    /// The trailers-only gRPC form of this answer.
-    pub fn grpc_header(&self) -> Result<ResponseHeader> {
-        let mut resp = ResponseHeader::build(200, Some(5 + self.headers.len()))?;
-        resp.insert_header("Content-Type", "application/grpc")?;
-        resp.insert_header("grpc-status", grpc_status(self.status))?;
-        resp.insert_header("grpc-message", grpc_message(&self.detail))?;
-        if let Some(id) = self.request_id {
-            resp.insert_header("X-Request-Id", id.clone())?;
-        }
-        for (k, v) in &self.headers {
-            resp.insert_header(*k, v.clone())?;
-        }
-        Ok(resp)
-    }
-
     /// Writes the answer; returns `Ok(true)` for `request_filter` ("response already sent").
     pub async fn send(self, session: &mut Session) -> Result<bool> {
-        if is_grpc(session) {
-            let header = self.grpc_header()?;
-            // `Session::write_response_header` would leave the stream open (Pingora drops its
-            // end-of-stream flag); the task form ends it with the HEADERS frame.
-            let tasks = vec![HttpTask::Header(Box::new(header), true)];
-            session
-                .downstream_session
-                .response_duplex_vec(tasks)
-                .await?;
-            return Ok(true);
+        if super::grpc::is_grpc(session) {
+            return super::grpc::send(&self, session).await;
         }
         let body = self.body();
         let header = self.header(body.len())?;
         let head_only = session.req_header().method == http::Method::HEAD;
+        drain_small_body(session).await;
         session
             .write_response_header(Box::new(header), head_only)
             .await?;
@@ -120,48 +103,46 @@ impl<'a> Problem<'a> {
     }
 }
 
-/// A gRPC call: HTTP/2 with `application/grpc` or `application/grpc+<codec>` (not grpc-web,
-/// whose clients read HTTP statuses).
-pub fn is_grpc(session: &Session) -> bool {
-    session.is_http2()
-        && session
-            .req_header()
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| {
-                let v = v.as_bytes();
-                v.eq_ignore_ascii_case(b"application/grpc")
-                    || (v.len() > 17 && v[..17].eq_ignore_ascii_case(b"application/grpc+"))
-                    || (v.len() > 17 && v[..17].eq_ignore_ascii_case(b"application/grpc;"))
-            })
-}
-
-/// The gRPC status code for an HTTP status tollgate answers with: the contract's mapping
-/// (limited 8, unauthenticated 16, store down 14, no route 12), and gRPC's own
-/// HTTP-to-gRPC table (doc/http-grpc-status-mapping.md) for the rest.
-pub fn grpc_status(http_status: u16) -> u32 {
-    match http_status {
-        429 | 431 => 8,  // RESOURCE_EXHAUSTED
-        401 => 16,       // UNAUTHENTICATED
-        403 => 7,        // PERMISSION_DENIED
-        404 => 12,       // UNIMPLEMENTED
-        400 => 13,       // INTERNAL
-        502..=504 => 14, // UNAVAILABLE
-        _ => 2,          // UNKNOWN
+/// Reads and drops what is left of a small request body, or marks the connection for closing
+/// when the body is too large, too slow, or not sent yet (`Expect: 100-continue`).
+async fn drain_small_body(session: &mut Session) {
+    if session.is_http2() || session.get_keepalive().is_none() || session.is_body_done() {
+        return;
     }
-}
-
-/// `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%` itself.
-fn grpc_message(detail: &str) -> String {
-    let mut out = String::with_capacity(detail.len());
-    for b in detail.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+    let headers = &session.req_header().headers;
+    let too_large = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_DRAINED_BODY as u64);
+    let awaits_continue = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if too_large || awaits_continue {
+        session.set_keepalive(None);
+        return;
+    }
+    let drained = async {
+        let mut total = 0usize;
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    total += chunk.len();
+                    if total > MAX_DRAINED_BODY {
+                        return false;
+                    }
+                }
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
         }
+    };
+    let complete = tokio::time::timeout(DRAIN_TIMEOUT, drained)
+        .await
+        .unwrap_or(false);
+    if !complete {
+        session.set_keepalive(None);
     }
-    out
 }
 
 /// Appends `s` as a JSON string literal.
@@ -182,15 +163,6 @@ fn push_json_str(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn grpc_statuses_follow_the_contract() {
-        assert_eq!(grpc_status(429), 8);
-        assert_eq!(grpc_status(401), 16);
-        assert_eq!(grpc_status(503), 14);
-        assert_eq!(grpc_status(404), 12);
-        assert_eq!(grpc_message("50% of\n"), "50%25 of%0A");
-    }
 
     #[test]
     fn body_is_valid_json_with_extras() {

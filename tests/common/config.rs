@@ -304,6 +304,7 @@ pub struct ConfigBuilder {
     keys: Vec<Key>,
     access_log: Option<String>,
     admin_token_sha256: Option<String>,
+    connection_rate: Option<(u32, Option<String>)>,
 }
 
 impl Default for ConfigBuilder {
@@ -325,6 +326,7 @@ impl ConfigBuilder {
             keys: Vec::new(),
             access_log: None,
             admin_token_sha256: None,
+            connection_rate: None,
         }
     }
 
@@ -373,6 +375,11 @@ impl ConfigBuilder {
         self.identity.retain(|(f, _)| *f != field);
         self.identity.push((field, value));
         self
+    }
+
+    /// `header`: the request header that carries the API key (`x-api-key` unless set).
+    pub fn key_header(self, name: &str) -> Self {
+        self.identity_field("header", quoted(name))
     }
 
     /// `anonymous: { tier: <tier> }`.
@@ -442,6 +449,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// `connection_rate: { per_ip, window }` (`window` left out when None: its default).
+    pub fn connection_rate(mut self, per_ip: u32, window: Option<&str>) -> Self {
+        self.connection_rate = Some((per_ip, window.map(str::to_string)));
+        self
+    }
+
     pub fn to_yaml(&self) -> String {
         let mut y = if self.listen.iter().all(Listener::is_plain) {
             let addrs: Vec<String> = self.listen.iter().map(|l| l.addr.clone()).collect();
@@ -468,6 +481,15 @@ impl ConfigBuilder {
         self.write_tiers_and_keys(&mut y);
         if let Some(p) = &self.access_log {
             let _ = writeln!(y, "access_log: {{ path: {} }}", quoted(p));
+        }
+        match &self.connection_rate {
+            Some((n, Some(w))) => {
+                let _ = writeln!(y, "connection_rate: {{ per_ip: {n}, window: {w} }}");
+            }
+            Some((n, None)) => {
+                let _ = writeln!(y, "connection_rate: {{ per_ip: {n} }}");
+            }
+            None => {}
         }
         y
     }

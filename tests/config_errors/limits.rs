@@ -21,9 +21,9 @@ pub const TIERS: &[Row] = &[
         "must be at most 1000000000",
     ),
     row(
-        concat!(upstreams!(), routes!(), "tiers: { t: { limits: [{ requests: 100001, window: 1s }] } }\n"),
+        concat!(upstreams!(), routes!(), "tiers: { t: { limits: [{ requests: 1000001, window: 1s }] } }\n"),
         "3:26: field `tiers.t.limits[0].requests`",
-        "sliding_log keeps one entry per request; above 100000 use sliding_window or token_bucket",
+        "sliding_log keeps the last `requests` admissions (8 bytes each, about 8.4 MB per identity at 1000000); at most 1000000, use sliding_window or token_bucket above",
     ),
     row(
         concat!(upstreams!(), routes!(), "tiers: { t: { limits: [{ requests: 1, window: 0s }] } }\n"),
@@ -226,13 +226,13 @@ pub const PARSING: &[Row] = &[
         concat!(base!(), "keys_file: keys.tsv\n"),
         "4:1: field `keys_file`",
         "unknown field `keys_file`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`",
+         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`, `connection_rate`",
     ),
     row(
         concat!(base!(), "admin_token: \"row-secret-key-0001\"\n"),
         "4:1: field `admin_token`",
         "unknown field `admin_token`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`",
+         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`, `connection_rate`",
     ),
     row(
         concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\", tier: t, expires: never }]\n"),
@@ -243,8 +243,16 @@ pub const PARSING: &[Row] = &[
         concat!("redis: { url: \"redis://127.0.0.1\", passwd: x }\n", base!()),
         "1:36: field `redis.passwd`",
         "unknown field `passwd`, expected one of `url`, `cluster`, `timeout_ms`, `on_error`, \
-         `key_prefix`, `breaker_failures`, `breaker_open`, `over_limit_cache`",
+         `key_prefix`, `breaker_failures`, `breaker_window`, `breaker_min_calls`, \
+         `breaker_failure_ratio`, `breaker_failure_spread`, `breaker_half_open_after`, \
+         `breaker_probes`, `breaker_open`, `over_limit_cache`",
     ),
+    row(
+        concat!("connection_rate: { per_ip: 5, burst: 3 }\n", base!()),
+        "1:31: field `connection_rate.burst`",
+        "unknown field `burst`, expected `per_ip` or `window`",
+    ),
+    row(concat!("connection_rate: { window: 1s }\n", base!()), "1:1: field `connection_rate`", "missing field `per_ip`"),
     row(concat!(upstreams!(), tiers!()), "1:1", "missing field `routes`"),
     row(concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\" }]\n"), "4:8: field `keys[0]`", "missing field `tier`"),
     row(

@@ -4,10 +4,11 @@
 //! nothing is half-applied. Validation does no I/O besides reading the file and the certificate
 //! files it names, so `tollgate -t` and a reload give the same verdict. Each section of the file
 //! has its own module, checked in the order the sections are written: [`listen`] (`listen` with
-//! its TLS certificates, `admin_listen` and the admin token), [`redis`], [`upstreams`],
-//! [`routes`], [`tiers`], [`identity`] and [`keys`]; [`context`] turns serde's errors into
-//! positioned ones.
+//! its TLS certificates, `admin_listen`, the admin token and the accept-time
+//! `connection_rate`), [`redis`], [`upstreams`], [`routes`], [`tiers`], [`identity`] and
+//! [`keys`]; [`context`] turns serde's errors into positioned ones.
 
+mod breaker;
 mod context;
 mod identity;
 mod keys;
@@ -84,6 +85,7 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
     let keys = keys::keys(cx, &raw, &tiers)?;
     let access_log = access_log(cx, &raw)?;
     let admin_token_sha256 = listen::admin_token(cx, &raw)?;
+    let connection_rate = listen::connection_rate(cx, &raw)?;
     Ok(Snapshot {
         source: cx.path.to_path_buf(),
         content_hash,
@@ -100,6 +102,7 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
         keys,
         access_log,
         admin_token_sha256,
+        connection_rate,
     })
 }
 
