@@ -461,10 +461,13 @@ fn a_master_killed_mid_load_fails_over_and_limiting_resumes_without_a_restart() 
     // The store admitted the hot key at most twice its limit: 100 before the crash, and at
     // worst 100 again if none of its log had reached the replica (replication is
     // asynchronous; the log above says how much survived). Fallback admissions come on top,
-    // by policy.
+    // by policy. A call that missed its deadline on this loaded box is answered by the
+    // fallback although Redis recorded it, so the 100 before the crash can show as 99 store
+    // admissions plus one fallback admission.
     assert!(
-        (100..=200).contains(&hot_allowed),
-        "hot store-allowed {hot_allowed}"
+        hot_allowed <= 200 && hot_allowed + hot_error_allowed + hot_local >= 100,
+        "hot store-allowed {hot_allowed}, fallback {}",
+        hot_error_allowed + hot_local
     );
 }
 

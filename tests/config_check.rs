@@ -118,10 +118,10 @@ fn route_to_unknown_upstream() {
 }
 
 #[test]
-fn duplicate_key_id() {
+fn keys_of_one_id_naming_two_tiers() {
     refuses(
-        "duplicate_key_id",
-        "27:7: field `keys[1].id`: duplicate id 'alice'",
+        "key_id_two_tiers",
+        "27:50: field `keys[1].tier`: keys of one id must name one tier: id 'alice' has 'anonymous' here and 'free' at keys[0]",
     );
 }
 

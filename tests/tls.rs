@@ -427,3 +427,59 @@ fn connection_rate_refuses_before_the_handshake_across_listeners() {
         1.0
     );
 }
+
+/// A keys-file reload carries the snapshot in force: it must not put back the certificate a
+/// file-change rotation replaced since.
+#[test]
+fn a_keys_file_reload_keeps_a_rotated_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = t::gen_pair(dir.path(), "api", &["api.test"]);
+    let echo = Echo::start();
+    let digest = |key: &str| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    };
+    let yaml = common::standard(None, &echo.addr())
+        .listeners(&[tls_listener(&[&v1])])
+        .keys_file("keys.tsv")
+        .to_yaml();
+    let first = format!("one\tfree\t{}\n", digest("k-one"));
+    let tg = Tollgate::start_with_files(&yaml, &[("keys.tsv", &first)]);
+    let rt = t::runtime();
+    let v2 = t::gen_pair(tempfile::tempdir().unwrap().path(), "v2", &["api.test"]);
+    t::replace_file(&v1.key, &v2.key_pem);
+    t::replace_file(&v1.cert, &v2.cert_pem);
+    rt.block_on(async {
+        assert!(
+            wait_for_cert(tg.port, &v2.der, Duration::from_secs(10)).await,
+            "not rotated: {}",
+            tg.logs()
+        );
+    });
+    let keys = format!("{first}two\tfree\t{}\n", digest("k-two"));
+    t::replace_file(&tg.dir.path().join("keys.tsv"), &keys);
+    rt.block_on(async {
+        let start = Instant::now();
+        let mut answered = false;
+        while start.elapsed() < Duration::from_secs(10) && !answered {
+            let mut s = t::connect(tg.port, "api.test", t::h1_client())
+                .await
+                .unwrap();
+            assert!(
+                t::served_cert(&s) == v2.der,
+                "the old certificate came back"
+            );
+            let r = t::get(&mut s, "/api/x", &[("x-api-key", "k-two")]).await;
+            answered = r.is_ok_and(|r| r.status == 200);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(answered, "the keys file was not reloaded: {}", tg.logs());
+        let s = t::connect(tg.port, "api.test", t::h1_client())
+            .await
+            .unwrap();
+        assert!(
+            t::served_cert(&s) == v2.der,
+            "the old certificate came back"
+        );
+    });
+}

@@ -119,4 +119,8 @@ impl ApplyConfig for Assembler {
     fn current_hash(&self) -> [u8; 32] {
         self.state.load().snapshot.content_hash
     }
+
+    fn current_snapshot(&self) -> Arc<Snapshot> {
+        self.state.load().snapshot.clone()
+    }
 }

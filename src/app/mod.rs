@@ -37,11 +37,12 @@ pub fn check(cli: &Cli) -> Result<String, String> {
         })?;
     }
     Ok(format!(
-        "{}: ok ({} routes, {} tiers, {} keys)",
+        "{}: ok ({} routes, {} tiers, {} keys of {} ids)",
         cli.config.display(),
         snapshot.routes.len(),
         snapshot.tiers.len(),
-        snapshot.keys.len()
+        snapshot.keys.len(),
+        snapshot.keys.id_count()
     ))
 }
 

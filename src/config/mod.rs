@@ -8,6 +8,7 @@
 mod caller;
 mod duration;
 mod error;
+pub mod key_table;
 mod positions;
 pub mod reload;
 pub mod schema;
@@ -19,7 +20,7 @@ pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use snapshot::{
     AccessLogSettings, AnonymousPolicy, CertPairSettings, ConnectionRateSettings,
-    HealthCheckSettings, KeyEntry, LimitHeaders, ListenerSettings, OnError, RedisSettings, Route,
-    Snapshot, Tier, TlsListenerSettings, UpstreamSettings,
+    HealthCheckSettings, KeyEntry, KeysFile, LimitHeaders, ListenerSettings, OnError,
+    RedisSettings, Route, Snapshot, Tier, TlsListenerSettings, UpstreamSettings,
 };
-pub use validate::{load_file, load_str};
+pub use validate::{load_file, load_str, reload_keys};

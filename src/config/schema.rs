@@ -37,6 +37,8 @@ pub struct RawConfig {
     pub tiers: BTreeMap<String, RawTier>,
     #[serde(default)]
     pub keys: Vec<RawKey>,
+    /// A TSV of keys (`id`, `tier`, `sha256`, optional `expires`), relative to this file.
+    pub keys_file: Option<String>,
     #[serde(default)]
     pub access_log: RawAccessLog,
     /// SHA-256 (hex) of the admin API's bearer token.
@@ -383,6 +385,10 @@ pub struct RawKey {
     pub key: Option<String>,
     pub key_sha256: Option<String>,
     pub tier: String,
+    /// RFC 3339: from this instant the key is refused.
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq)]

@@ -154,11 +154,24 @@ pub const KEYS: &[Row] = &[
     ),
     row(
         concat!(
-            base!(),
-            "keys:\n  - { id: a, key: \"row-secret-key-0001\", tier: t }\n  - { id: a, key: \"other\", tier: t }\n"
+            upstreams!(),
+            routes!(),
+            "tiers: { t: { limits: [] }, u: { limits: [] } }\n",
+            "keys:\n  - { id: a, key: \"row-secret-key-0001\", tier: t }\n  - { id: a, key: \"other\", tier: u }\n"
         ),
-        "6:7: field `keys[1].id`",
-        "duplicate id 'a'",
+        "6:28: field `keys[1].tier`",
+        "keys of one id must name one tier: id 'a' has 'u' here and 't' at keys[0]",
+    ),
+    row(
+        concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\", tier: t, expires: never }]\n"),
+        "4:54: field `keys[0].expires`",
+        "must be an RFC 3339 instant, such as 2027-01-01T00:00:00Z",
+    ),
+    row(concat!(base!(), "keys_file: \" \"\n"), "4:1: field `keys_file`", "must be a file path"),
+    row(
+        concat!(base!(), "keys_file: missing-row.tsv\n"),
+        "4:1: field `keys_file`",
+        "cannot read missing-row.tsv: No such file or directory (os error 2)",
     ),
     row(
         concat!(base!(), "keys: [{ id: a, key: \"\", tier: t }]\n"),
@@ -223,21 +236,21 @@ pub const PARSING: &[Row] = &[
         "unknown field `strip_prefx`, expected one of `prefix`, `upstream`, `strip_prefix`, `cost`, `preserve_host`",
     ),
     row(
-        concat!(base!(), "keys_file: keys.tsv\n"),
-        "4:1: field `keys_file`",
-        "unknown field `keys_file`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`, `connection_rate`",
+        concat!(base!(), "keys_fil: keys.tsv\n"),
+        "4:1: field `keys_fil`",
+        "unknown field `keys_fil`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
+         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `access_log`, `admin_token_sha256`, `connection_rate`",
     ),
     row(
         concat!(base!(), "admin_token: \"row-secret-key-0001\"\n"),
         "4:1: field `admin_token`",
         "unknown field `admin_token`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`, `connection_rate`",
+         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `access_log`, `admin_token_sha256`, `connection_rate`",
     ),
     row(
-        concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\", tier: t, expires: never }]\n"),
-        "4:54: field `keys[0].expires`",
-        "unknown field `expires`, expected one of `id`, `key`, `key_sha256`, `tier`",
+        concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\", tier: t, expire: never }]\n"),
+        "4:54: field `keys[0].expire`",
+        "unknown field `expire`, expected one of `id`, `key`, `key_sha256`, `tier`, `expires`, `disabled`",
     ),
     row(
         concat!("redis: { url: \"redis://127.0.0.1\", passwd: x }\n", base!()),

@@ -78,10 +78,19 @@ impl<A: ApplyConfig> WithCertificates<A> {
 
 impl<A: ApplyConfig> ApplyConfig for WithCertificates<A> {
     fn apply(&self, snapshot: Snapshot) -> Result<u64, String> {
+        // Only sets this load read: a keys-file reload carries the snapshot in force, whose
+        // sets may be older than what the watcher installed since.
+        let current = self.inner.current_snapshot();
+        let already = |addr: &str, set: &Arc<CertSet>| {
+            current.listen.iter().any(|l| {
+                l.addr == addr && l.tls.as_ref().is_some_and(|t| Arc::ptr_eq(&t.loaded, set))
+            })
+        };
         let sets: Vec<(String, Arc<CertSet>)> = snapshot
             .listen
             .iter()
             .filter_map(|l| Some((l.addr.clone(), l.tls.as_ref()?.loaded.clone())))
+            .filter(|(addr, set)| !already(addr, set))
             .collect();
         let generation = self.inner.apply(snapshot)?;
         for (addr, set) in sets {
@@ -92,6 +101,10 @@ impl<A: ApplyConfig> ApplyConfig for WithCertificates<A> {
 
     fn current_hash(&self) -> [u8; 32] {
         self.inner.current_hash()
+    }
+
+    fn current_snapshot(&self) -> Arc<Snapshot> {
+        self.inner.current_snapshot()
     }
 }
 
