@@ -27,24 +27,27 @@ WORKDIR /src
 #    own code does not rebuild the ~350 crates of the dependency tree.
 #    Every target path that Cargo.toml names explicitly (a [[test]] or [[bench]] too) gets a stub,
 #    because cargo refuses a manifest whose targets are missing.
+#    The workspace has two members: the gateway (.) and the echo upstream (echo/).
 COPY Cargo.toml Cargo.lock ./
+COPY echo/Cargo.toml ./echo/
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN mkdir -p src/bin \
+RUN mkdir -p src echo/src \
     && echo 'fn main() {}' > src/main.rs \
-    && echo 'fn main() {}' > src/bin/tollgate-echo.rs \
+    && echo 'fn main() {}' > echo/src/main.rs \
     && echo '' > src/lib.rs \
     && { grep -E '^[[:space:]]*path[[:space:]]*=[[:space:]]*"[^"]+\.rs"' Cargo.toml || true; } \
        | sed -E 's/.*"([^"]+)".*/\1/' \
        | while read -r f; do mkdir -p "$(dirname "$f")"; [ -e "$f" ] || echo 'fn main() {}' > "$f"; done \
     && cargo build --release --locked --bins \
-    && rm -rf src
+    && rm -rf src echo/src
 
 # 2) The real sources. The Lua scripts are include_str!'d by the limiter, so they are part of the build.
 COPY src ./src
+COPY echo/src ./echo/src
 COPY scripts/redis ./scripts/redis
 # COPY keeps the files' original mtimes, which can be older than the stubs built above: touch them so
 # cargo sees the real sources as changed, and drop the stub crate's fingerprints to be certain.
-RUN find src -name '*.rs' -exec touch {} + \
+RUN find src echo/src -name '*.rs' -exec touch {} + \
     && rm -rf target/release/.fingerprint/tollgate-* \
     && cargo build --release --locked --bins \
     && mkdir -p /out \

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 pub const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
-pub const ECHO: &str = env!("CARGO_BIN_EXE_tollgate-echo");
+
+mod echo_bin;
+pub use echo_bin::echo_bin;
 
 /// A free port. Ports are handed out from a per-process sequence (spread by PID) and checked by
 /// binding, so parallel tests in one binary never collide and rarely race other binaries.
@@ -180,7 +182,7 @@ impl Echo {
     }
 
     pub fn start_on(port: u16) -> Self {
-        let child = Command::new(ECHO)
+        let child = Command::new(echo_bin())
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -559,7 +561,7 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 /// Starts a `tollgate-echo` that names itself `name` in an `x-echo-name` response header.
 pub fn echo_named(name: &str) -> Echo {
     let port = free_port();
-    let child = Command::new(ECHO)
+    let child = Command::new(echo_bin())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--name", name])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
