@@ -3,6 +3,7 @@
 # tollgate container image.
 #
 #   docker build -t tollgate:latest .
+#   podman build --format docker -t tollgate:latest .   (the OCI format drops the SHELL instruction)
 #   docker run --rm -p 8080:8080 -p 9091:9091 tollgate:latest
 #
 # The image holds two binaries: `tollgate` (the proxy, the entrypoint) and `tollgate-echo` (a demo
