@@ -245,10 +245,10 @@ kube_probes() {
 
 kube_redis_readiness() {
     local admin=$1
-    pm pod stop -t 2 redis-pod-0 >/dev/null
+    pm_quiet_hc pod stop -t 2 redis-pod-0 >/dev/null
     wait_for 30 sh -c "[ \"\$(curl -s -o /dev/null -m 2 -w '%{http_code}' 127.0.0.1:$admin$READY_PATH)\" = 503 ]"
     check "kube: readiness probe fails (503) while Redis is stopped" 503 "$(code "127.0.0.1:$admin$READY_PATH")"
-    pm pod start redis-pod-0 >/dev/null
+    pm_quiet_hc pod start redis-pod-0 >/dev/null
     wait_for 60 curl -sf -m 2 "127.0.0.1:$admin$READY_PATH"
     check "kube: readiness probe passes again once Redis is back" 200 "$(code "127.0.0.1:$admin$READY_PATH")"
 }
@@ -283,7 +283,7 @@ kube_prestop_drain() {
     check "kube: still serving during the preStop hook" 200 "$(code "127.0.0.1:$http/proxy/hello" -H 'x-api-key: paid-demo-key')"
     wait "$hook_pid"
     check "kube: the preStop hook ($prestop) succeeds" 0 "$?"
-    pm stop -t $((grace - ($(date +%s) - started))) "$tg" >/dev/null
+    pm_quiet_hc stop -t $((grace - ($(date +%s) - started))) "$tg" >/dev/null
     elapsed=$(($(date +%s) - started))
     wait "$slow_pid"
     rc=$(pm inspect --format '{{.State.ExitCode}}' "$tg")

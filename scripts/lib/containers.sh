@@ -16,6 +16,10 @@ CT_PIDS=()         # host processes started here
 CT_SMOKE_ERROR=""
 
 pm() { podman "$@"; }
+# podman without its complaint that no systemd runs the health-check timers (this script probes).
+pm_quiet_hc() {
+    podman "$@" 2> >(grep -v 'unable to get systemd connection' >&2)
+}
 
 # ct_setup: podman, runc (crun refuses hybrid cgroups), iptables (netavark's bridge networks),
 # catatonit (the pods' infra container), debootstrap, and podman-compose in .venv; then a

@@ -34,6 +34,57 @@ def load(paths):
     return docs
 
 
+def parse_publish(spec):
+    """'name=8080:18080,name=9091:19091' -> {name: {8080: 18080, 9091: 19091}}"""
+    publish = {}
+    for item in filter(None, spec.split(",")):
+        name, ports = item.split("=")
+        container_port, host_port = ports.split(":")
+        publish.setdefault(name, {})[int(container_port)] = int(host_port)
+    return publish
+
+
+def service_aliases(services, workloads, ip_of):
+    """{pod IP: [the cluster DNS names of every Service that selects that pod]}"""
+    aliases = {}
+    for svc in services:
+        selector = svc["spec"].get("selector", {})
+        target = next(
+            (w for w in workloads
+             if all(w["spec"]["template"]["metadata"]["labels"].get(k) == v
+                    for k, v in selector.items())),
+            None,
+        )
+        if target is None:
+            continue
+        ns = svc["metadata"].get("namespace", "default")
+        name = svc["metadata"]["name"]
+        aliases.setdefault(ip_of[target["metadata"]["name"]], []).extend(
+            [name, f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"])
+    return aliases
+
+
+def adapt_workload(doc, aliases, configmaps, configmap_dir, publish):
+    """The cluster's parts for one StatefulSet or Deployment; the pod spec stays as written."""
+    doc["kind"] = "Deployment"
+    doc["spec"].pop("serviceName", None)
+    doc["spec"]["replicas"] = 1
+    pod = doc["spec"]["template"]["spec"]
+    pod["hostAliases"] = [{"ip": ip, "hostnames": names} for ip, names in aliases.items()]
+    for vol in pod.get("volumes", []):
+        if "configMap" in vol:
+            cm_name = vol.pop("configMap")["name"]
+            if cm_name not in configmaps:
+                sys.exit(f"ConfigMap {cm_name} is not in the manifests")
+            vol["hostPath"] = {"path": f"{configmap_dir}/{cm_name}", "type": "Directory"}
+    for c in pod["containers"]:
+        for port in c.get("ports", []):
+            host_port = publish.get(c["name"], {}).get(port["containerPort"])
+            if host_port:
+                port["hostPort"] = host_port
+                port["hostIP"] = "127.0.0.1"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -50,53 +101,11 @@ def main():
     ips = args.ips.split(",")
     if len(ips) < len(workloads):
         sys.exit(f"need {len(workloads)} IPs, got {len(ips)}")
-    publish = {}
-    for item in filter(None, args.publish.split(",")):
-        name, ports = item.split("=")
-        container_port, host_port = ports.split(":")
-        publish.setdefault(name, {})[int(container_port)] = int(host_port)
-
-    ip_of = {}
-    for doc, ip in zip(workloads, ips):
-        ip_of[doc["metadata"]["name"]] = ip
-
-    aliases = {}
-    for svc in services:
-        selector = svc["spec"].get("selector", {})
-        target = next(
-            (w for w in workloads
-             if all(w["spec"]["template"]["metadata"]["labels"].get(k) == v
-                    for k, v in selector.items())),
-            None,
-        )
-        if target is None:
-            continue
-        ns = svc["metadata"].get("namespace", "default")
-        name = svc["metadata"]["name"]
-        ip = ip_of[target["metadata"]["name"]]
-        aliases.setdefault(ip, []).extend(
-            [name, f"{name}.{ns}", f"{name}.{ns}.svc", f"{name}.{ns}.svc.cluster.local"])
-
-    out = []
+    ip_of = {w["metadata"]["name"]: ip for w, ip in zip(workloads, ips)}
+    aliases = service_aliases(services, workloads, ip_of)
+    publish = parse_publish(args.publish)
     for doc in workloads:
-        doc["kind"] = "Deployment"
-        doc["spec"].pop("serviceName", None)
-        doc["spec"]["replicas"] = 1
-        pod = doc["spec"]["template"]["spec"]
-        pod["hostAliases"] = [{"ip": ip, "hostnames": names} for ip, names in aliases.items()]
-        for vol in pod.get("volumes", []):
-            if "configMap" in vol:
-                cm_name = vol.pop("configMap")["name"]
-                vol["hostPath"] = {"path": f"{args.configmap_dir}/{cm_name}", "type": "Directory"}
-                if cm_name not in configmaps:
-                    sys.exit(f"ConfigMap {cm_name} is not in the manifests")
-        for c in pod["containers"]:
-            for port in c.get("ports", []):
-                host_port = publish.get(c["name"], {}).get(port["containerPort"])
-                if host_port:
-                    port["hostPort"] = host_port
-                    port["hostIP"] = "127.0.0.1"
-        out.append(doc)
+        adapt_workload(doc, aliases, configmaps, args.configmap_dir, publish)
         print(doc["metadata"]["name"], ip_of[doc["metadata"]["name"]])
 
     for name, cm in configmaps.items():
@@ -106,7 +115,7 @@ def main():
                 f.write(text)
 
     with open(args.out, "w") as f:
-        yaml.safe_dump_all(out, f, sort_keys=False)
+        yaml.safe_dump_all(workloads, f, sort_keys=False)
 
 
 if __name__ == "__main__":
