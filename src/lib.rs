@@ -10,14 +10,25 @@
 //!         → upstream → response headers → logging and metrics
 //! ```
 //!
-//! * [`config`]: the YAML schema, validation into an immutable [`config::Snapshot`], and hot
-//!   reload (SIGHUP and file edits) through `arc-swap`.
-//! * [`identity`]: API key or client IP → identity and tier.
-//! * [`limiter`]: the algorithms, the [`limiter::Store`] trait with its Redis (Lua scripts in
-//!   `scripts/redis/`) and in-process implementations, and the failure policy.
+//! * [`identity`]: what the request presents: the API key reduced to a digest, the client IP,
+//!   and the [`identity::StoreIdentity`] its counters are kept under. Imports nothing else.
+//! * [`config`]: the YAML schema, validation into an immutable [`config::Snapshot`] (routes,
+//!   tiers, keys, [`config::Caller`] resolution), and hot reload (SIGHUP and file edits).
+//! * [`limiter`]: budgets and limits in, a verdict out: the algorithms, the
+//!   [`limiter::Store`] trait with `store/redis` (Lua scripts in `scripts/redis/`) and
+//!   `store/memory` (one file per algorithm, like the scripts), and the failure policy. Imports
+//!   nothing from config, identity, proxy or admin: config converts into its settings types.
+//! * [`upstream`]: peer pools with health state.
+//! * [`state`]: the [`state::Generation`] in force (snapshot, pools, limiter), swapped with
+//!   `arc-swap`; read by the proxy and the admin service.
 //! * [`proxy`]: the Pingora `ProxyHttp` implementation and the answers it writes.
 //! * [`admin`], [`metrics`], [`access_log`], [`request_id`]: observability.
-//! * [`app`] and [`cli`]: wiring and the command line.
+//! * [`app`]: the composition root (builds generations, wires the services); [`cli`]: the
+//!   command line.
+
+// A panic on the request path takes a worker down with every request it holds: fallible steps
+// return errors instead. Tests may unwrap.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod access_log;
 pub mod admin;
@@ -29,3 +40,6 @@ pub mod limiter;
 pub mod metrics;
 pub mod proxy;
 pub mod request_id;
+pub mod state;
+pub mod top_limited;
+pub mod upstream;

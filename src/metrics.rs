@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec,
-    IntCounterVec, IntGauge,
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 /// 100 µs to 10 s: a proxy hop to a slow upstream.
@@ -118,9 +118,20 @@ mod defs {
         )
         .expect("register tollgate_access_log_dropped_total")
     });
+    pub static TOP_LIMITED: Lazy<IntGaugeVec> = Lazy::new(|| {
+        register_int_gauge_vec!(
+            "tollgate_top_limited",
+            "Limited requests over the last minute of the most limited identities (key id or ip:<addr>), at most 20 series",
+            &["identity"]
+        )
+        .expect("register tollgate_top_limited")
+    });
 }
 
 use defs::*;
+
+/// The most series `tollgate_top_limited` ever has.
+pub const TOP_LIMITED_SERIES: usize = 20;
 
 /// Registers every metric up front, so `/metrics` lists them (at zero) before traffic.
 pub fn init() {
@@ -135,6 +146,7 @@ pub fn init() {
     Lazy::force(&RELOADS);
     Lazy::force(&GENERATION);
     Lazy::force(&ACCESS_LOG_DROPPED);
+    Lazy::force(&TOP_LIMITED);
     for r in ["success", "failure"] {
         RELOADS.with_label_values(&[r]);
     }
@@ -184,6 +196,16 @@ pub fn config_reload(ok: bool, generation: u64) {
         .inc();
     if ok {
         GENERATION.set(generation as i64);
+    }
+}
+
+/// Replaces every `tollgate_top_limited` series with `top` (at most [`TOP_LIMITED_SERIES`]).
+pub fn set_top_limited(top: &[(String, u64)]) {
+    TOP_LIMITED.reset();
+    for (identity, n) in top.iter().take(TOP_LIMITED_SERIES) {
+        TOP_LIMITED
+            .with_label_values(&[identity])
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
     }
 }
 

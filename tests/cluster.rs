@@ -12,7 +12,7 @@
 //!
 //! Tests in this file run one at a time (a cluster is six processes on a small machine).
 
-mod common;
+pub mod common;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -24,7 +24,8 @@ use common::cluster::{cli, RedisCluster};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use tollgate::limiter::{
-    Algorithm, KeyBuilder, Limit, MemoryStore, RedisStore, RedisTarget, Store, StoreError, Verdict,
+    Algorithm, Budget, Clock, KeyBuilder, Limit, MemoryStore, RedisStore, RedisTarget, Store,
+    StoreError, Verdict,
 };
 
 const PREFIX: &str = "tgtest";
@@ -67,6 +68,8 @@ struct Env {
     cluster_store: Arc<RedisStore>,
     single_store: RedisStore,
     memory: MemoryStore,
+    /// The manual clock all three stores decide at.
+    clock: Clock,
     rt: tokio::runtime::Runtime,
     _single: common::RedisServer,
     cluster: RedisCluster,
@@ -76,18 +79,22 @@ impl Env {
     fn start() -> Env {
         let cluster = RedisCluster::start();
         let single = common::RedisServer::start();
+        let clock = Clock::manual(now_us());
         Env {
             cluster_store: Arc::new(RedisStore::new(
                 RedisTarget::Cluster(cluster.urls()),
                 PREFIX,
                 Duration::from_secs(2),
+                clock.clone(),
             )),
             single_store: RedisStore::new(
                 RedisTarget::Single(single.url()),
                 PREFIX,
                 Duration::from_secs(2),
+                clock.clone(),
             ),
-            memory: MemoryStore::new(),
+            memory: MemoryStore::with_clock(clock.clone()),
+            clock,
             rt: runtime(),
             _single: single,
             cluster,
@@ -98,16 +105,18 @@ impl Env {
     /// Redis stores are asked at the same moment (joined), so a key's real-time TTL runs out
     /// in both or in neither; memory, which has no TTLs, is asked after them.
     fn all(&self, id: &str, limits: &[Limit], cost: u64, now: u64) -> Verdict {
+        self.clock.set_us(now);
+        let budgets = [Budget::new(id, limits)];
         let (c, s) = self.rt.block_on(async {
             tokio::join!(
-                self.cluster_store.check(id, limits, cost, Some(now)),
-                self.single_store.check(id, limits, cost, Some(now))
+                self.cluster_store.check(&budgets, cost),
+                self.single_store.check(&budgets, cost)
             )
         });
         let (c, s) = (c.expect("cluster check"), s.expect("single check"));
         let m = self
             .rt
-            .block_on(self.memory.check(id, limits, cost, Some(now)))
+            .block_on(self.memory.check(&budgets, cost))
             .expect("memory check");
         assert_eq!(
             c, s,
@@ -229,7 +238,7 @@ fn a_concurrent_burst_admits_exactly_the_limit_on_every_master() {
             .collect();
         for tier in tiers {
             // Everyone at the same instant: no algorithm may admit more than LIMIT.
-            let now = now_us();
+            env.clock.set_us(now_us());
             let tier = Arc::new(tier);
             let admitted = env.rt.block_on(async {
                 let mut tasks = Vec::new();
@@ -238,7 +247,7 @@ fn a_concurrent_burst_admits_exactly_the_limit_on_every_master() {
                     let tier = tier.clone();
                     let id = id.clone();
                     tasks.push(tokio::spawn(async move {
-                        store.check(&id, &tier, 1, Some(now)).await
+                        store.check(&[Budget::new(&id, &tier)], 1).await
                     }));
                 }
                 let mut n = 0;
@@ -358,7 +367,7 @@ fn drive(
             rt.spawn(async move {
                 while !tally.stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    let r = store.check(&id, &tier, 1, None).await;
+                    let r = store.check(&[Budget::new(&id, &tier)], 1).await;
                     let took = t.elapsed();
                     tally
                         .max_latency_us
@@ -410,12 +419,13 @@ fn a_killed_master_fails_over_and_the_store_answers_again() {
         RedisTarget::Cluster(env.cluster.urls()),
         PREFIX,
         STORE_TIMEOUT,
+        Clock::Store,
     ));
     // Warm up: connected, script loaded everywhere it is needed.
     for i in 0..20 {
         let v = env
             .rt
-            .block_on(store.check(&id, std::slice::from_ref(&l), 1, None));
+            .block_on(store.check(&[Budget::new(&id, std::slice::from_ref(&l))], 1));
         assert!(v.expect("warm-up").allowed, "warm-up {i}");
     }
     let epoch = Instant::now();
@@ -440,7 +450,7 @@ fn a_killed_master_fails_over_and_the_store_answers_again() {
     // The store must answer again on its existing connection, without being rebuilt by us.
     let recovered = common::wait_until(Duration::from_secs(20), || {
         env.rt
-            .block_on(store.check(&id, std::slice::from_ref(&l), 1, None))
+            .block_on(store.check(&[Budget::new(&id, std::slice::from_ref(&l))], 1))
             .is_ok()
     });
     let recovered_at = epoch.elapsed();
@@ -499,7 +509,7 @@ fn a_killed_master_fails_over_and_the_store_answers_again() {
     // The other masters were never involved beyond the cluster-wide FAIL window.
     let c = env
         .rt
-        .block_on(store.check(&control, std::slice::from_ref(&l), 1, None));
+        .block_on(store.check(&[Budget::new(&control, std::slice::from_ref(&l))], 1));
     assert!(c.expect("control identity").allowed);
     drop(errors);
     drop(store);
@@ -542,6 +552,7 @@ fn move_under_load(
         RedisTarget::Cluster(env.cluster.urls()),
         PREFIX,
         timeout,
+        Clock::Store,
     ));
     let epoch = Instant::now();
     let (tally, handles) = drive(

@@ -13,7 +13,7 @@
 //!
 //! Tests in this file run one at a time (six or seven Redis processes and three gateways each).
 
-mod common;
+pub mod common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::cluster::{cli, RedisCluster};
-use common::{Echo, Tollgate};
+use common::{limit, ConfigBuilder, Echo, Redis, Route, Tollgate, Upstream};
 use sha2::{Digest, Sha256};
 
 fn serial() -> MutexGuard<'static, ()> {
@@ -54,38 +54,26 @@ fn gateway_yaml(
     timeout_ms: u64,
     keys: &[(String, u64)],
 ) -> String {
-    let urls: Vec<String> = cluster_urls.iter().map(|u| format!("\"{u}\"")).collect();
-    let mut tiers = String::new();
-    let mut key_lines = String::new();
+    let mut c = ConfigBuilder::new()
+        .redis(
+            Redis::cluster(cluster_urls)
+                .timeout_ms(timeout_ms)
+                .on_error(on_error),
+        )
+        .upstream(
+            Upstream::new("echo", &[echo])
+                .health_interval("200ms")
+                .read_timeout("5s"),
+        )
+        .route(Route::new("/api/", "echo"))
+        .anonymous_reject();
     for (k, requests) in keys {
-        tiers.push_str(&format!(
-            "  t-{k}:\n    limits: [{{ name: pm, requests: {requests}, window: 60s }}]\n"
-        ));
-        key_lines.push_str(&format!("  - {{ id: {k}, key: \"{k}\", tier: t-{k} }}\n"));
+        let tier = format!("t-{k}");
+        c = c
+            .tier(&tier, &[limit(*requests, "60s").named("pm")])
+            .key(k, k, &tier);
     }
-    format!(
-        r#"listen: ["{{LISTEN}}"]
-admin_listen: "{{ADMIN}}"
-redis:
-  cluster: [{urls}]
-  timeout_ms: {timeout_ms}
-  on_error: {on_error}
-upstreams:
-  echo:
-    peers: ["{echo}"]
-    health_check: {{ interval: 200ms }}
-    read_timeout: 5s
-routes:
-  - prefix: "/api/"
-    upstream: echo
-identity:
-  header: "x-api-key"
-  anonymous: reject
-tiers:
-{tiers}keys:
-{key_lines}"#,
-        urls = urls.join(", ")
-    )
+    c.to_yaml()
 }
 
 /// One answer: when (since the load started), which key, the status (0: no HTTP answer).
@@ -94,7 +82,7 @@ struct Answer {
     at: Duration,
     key: String,
     status: u16,
-    #[allow(dead_code)] // shown in failure messages (Debug)
+    /// Why there was no HTTP answer, for failure messages.
     error: Option<String>,
 }
 
@@ -289,7 +277,12 @@ fn three_gateways_admit_exactly_the_limit_per_key() {
         tally(&answers, Some(&others[0])),
         tally(&answers, Some(&others[1]))
     );
-    let errors: Vec<&Answer> = answers.iter().filter(|a| a.status == 0).take(5).collect();
+    let errors: Vec<String> = answers
+        .iter()
+        .filter(|a| a.status == 0)
+        .take(5)
+        .map(|a| format!("{} at {:?}: {:?}", a.key, a.at, a.error))
+        .collect();
     assert!(errors.is_empty(), "requests without an answer: {errors:?}");
     assert_eq!(hot_t.get(&200), Some(&100), "hot: {hot_t:?}");
     assert_eq!(hot_t.get(&429), Some(&1900), "hot: {hot_t:?}");

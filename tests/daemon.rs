@@ -1,5 +1,5 @@
 //! `-d`: Pingora forks into the background; everything tollgate starts must live in the child.
-mod common;
+pub mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -12,10 +12,11 @@ fn daemon_mode_serves_reloads_and_logs() {
     let dir = tempfile::tempdir().unwrap();
     let (port, admin) = (free_port(), free_port());
     let log = dir.path().join("access.log");
-    let yaml = config(None, &echo.addr(), "")
-        .replace("{LISTEN}", &format!("127.0.0.1:{port}"))
-        .replace("{ADMIN}", &format!("127.0.0.1:{admin}"))
-        + &format!("access_log: {{ path: \"{}\" }}\n", log.display());
+    let config = standard(None, &echo.addr())
+        .listen(&format!("127.0.0.1:{port}"))
+        .admin_listen(&format!("127.0.0.1:{admin}"))
+        .access_log_path(&log.display().to_string());
+    let yaml = config.to_yaml();
     let cfg = dir.path().join("tollgate.yaml");
     std::fs::write(&cfg, &yaml).unwrap();
     let pid_file = dir.path().join("tollgate.pid");
@@ -46,16 +47,8 @@ fn daemon_mode_serves_reloads_and_logs() {
         .trim()
         .parse()
         .unwrap();
-    struct Kill(i32);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            // SAFETY: kill(2) on the daemon this test started.
-            unsafe {
-                libc::kill(self.0, libc::SIGKILL);
-            }
-        }
-    }
-    let _guard = Kill(pid);
+    // Not a child of this test (it daemonized): stopped by PID when the test ends.
+    let _guard = PidGuard(pid);
 
     let r = client()
         .get(format!("http://127.0.0.1:{port}/api/x"))
@@ -70,7 +63,7 @@ fn daemon_mode_serves_reloads_and_logs() {
     );
 
     // SIGHUP reloads in the daemon too.
-    std::fs::write(&cfg, yaml.replace("requests: 60", "requests: 1")).unwrap();
+    std::fs::write(&cfg, config.tier("free", &[limit(1, "60s")]).to_yaml()).unwrap();
     // SAFETY: as above.
     unsafe {
         libc::kill(pid, libc::SIGHUP);

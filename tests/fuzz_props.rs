@@ -12,8 +12,9 @@ use std::sync::OnceLock;
 use http::{HeaderMap, HeaderValue, Uri};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
+use tollgate::config::Caller;
 use tollgate::config::{load_str, Snapshot};
-use tollgate::identity::{self, Identity, Rejection};
+use tollgate::identity::{self, Rejection};
 use tollgate::proxy::headers::strip_prefix;
 use tollgate::request_id::{request_id, traceparent};
 
@@ -285,7 +286,7 @@ proptest! {
     #[test]
     fn identity_resolve_never_panics(key in prop::option::of(prop::collection::vec(any::<u8>(), 0..300)), client in any_ip()) {
         let s = snapshot();
-        let res = identity::resolve(s, key.as_deref(), client);
+        let res = s.caller(key.as_deref(), client);
         if let Some(k) = &key {
             let start = k.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(k.len());
             let end = k.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |i| i + 1);
@@ -295,9 +296,9 @@ proptest! {
             }
             // The store identity of a caller is a digest or `ip:<addr>`, never the raw key.
             if let Ok(id) = &res {
-                let sid = id.store_identity();
+                let sid = id.store_identity().as_str();
                 let leaked = trimmed.len() >= 4 && sid.as_bytes().windows(trimmed.len()).any(|w| w == trimmed);
-                prop_assert!(!leaked || matches!(id, Identity::Anonymous { .. }), "raw key in {:?}", sid);
+                prop_assert!(!leaked || matches!(id, Caller::Anonymous { .. }), "raw key in {:?}", sid);
             }
         }
     }
@@ -333,7 +334,7 @@ proptest! {
                 headers.append("x-forwarded-for", v);
             }
         }
-        let got = identity::client_ip(peer, &headers, snapshot());
+        let got = identity::client_ip(peer, &headers, &snapshot().trusted_proxies);
         match (peer, got) {
             (None, got) => prop_assert!(got.is_none()),
             (Some(p), Some(ip)) => {

@@ -3,7 +3,7 @@
 //! its body short. After each, the process is alive, serves normal traffic, and its memory is
 //! sane.
 
-mod common;
+pub mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -11,49 +11,43 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::load::{self, metric_sum, raw_exchange, raw_status, rss_kib};
 use common::*;
 
+/// Resident set size in KiB, 0 when unknown.
+fn rss_kib(pid: u32) -> u64 {
+    rss_bytes(pid).unwrap_or(0) / 1024
+}
+
 fn yaml(redis: Option<&str>, echo: &str) -> String {
-    let redis = redis
-        .map(|url| {
-            format!(
-                "redis:\n  url: \"{url}\"\n  timeout_ms: 100\n  on_error: local\n  breaker_failures: 3\n  breaker_open: \"1s\"\n"
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        r#"listen: ["{{LISTEN}}"]
-admin_listen: "{{ADMIN}}"
-{redis}
-upstreams:
-  echo:
-    peers: ["{echo}"]
-    health_check: {{ interval: 200ms }}
-    read_timeout: 3s
-routes:
-  - prefix: "/api/"
-    upstream: echo
-identity:
-  header: "x-api-key"
-  unknown_key: anonymous
-  anonymous: {{ tier: anonymous }}
-  trusted_proxies: ["127.0.0.1/32"]
-tiers:
-  anonymous:
-    limits: [{{ requests: 5, window: 60s }}]
-  load:
-    limits: [{{ requests: 1000000, window: 60s, algorithm: fixed_window }}]
-keys:
-  - {{ id: loader, key: "load-key", tier: load }}
-"#
-    )
+    let c = ConfigBuilder::new()
+        .upstream(
+            Upstream::new("echo", &[echo])
+                .health_interval("200ms")
+                .read_timeout("3s"),
+        )
+        .route(Route::new("/api/", "echo"))
+        .unknown_key_anonymous()
+        .anonymous_tier("anonymous")
+        .trusted_proxies(&["127.0.0.1/32"])
+        .tier("anonymous", &[limit(5, "60s")])
+        .tier("load", &[limit(1_000_000, "60s").algorithm("fixed_window")])
+        .key("loader", "load-key", "load");
+    match redis {
+        Some(url) => c.redis(
+            Redis::url(url)
+                .timeout_ms(100)
+                .on_error("local")
+                .breaker(3, "1s"),
+        ),
+        None => c,
+    }
+    .to_yaml()
 }
 
 /// A normal request still gets a normal answer.
 fn assert_serving(tg: &mut Tollgate) {
     assert!(tg.is_alive(), "tollgate died; logs:\n{}", tg.logs());
-    let mut c = load::Conn::connect(tg.port, Duration::from_secs(5)).expect("connect");
+    let mut c = Conn::connect(tg.port, Duration::from_secs(5)).expect("connect");
     let r = c
         .get(
             "/api/ok",
@@ -255,7 +249,7 @@ fn garbage_in_the_key_header_is_a_401() {
 #[test]
 fn hundred_thousand_distinct_callers_keep_memory_bounded() {
     let echo = Echo::start();
-    let dead_redis = format!("redis://127.0.0.1:{}/0", load::free_low_port());
+    let dead_redis = format!("redis://127.0.0.1:{}/0", free_port());
     let tg = Tollgate::start(&yaml(Some(&dead_redis), &echo.addr()));
     let pid = tg.pid();
     // Warm up the allocator and the connection paths first.
@@ -274,7 +268,7 @@ fn hundred_thousand_distinct_callers_keep_memory_bounded() {
             let port = tg.port;
             std::thread::spawn(move || {
                 let mut statuses = std::collections::BTreeMap::new();
-                let mut conn: Option<load::Conn> = None;
+                let mut conn: Option<Conn> = None;
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= TOTAL {
@@ -287,9 +281,7 @@ fn hundred_thousand_distinct_callers_keep_memory_bounded() {
                         ("x-api-key".to_string(), key),
                     ];
                     if conn.as_ref().is_none_or(|c| c.closed || c.used >= 500) {
-                        conn = Some(
-                            load::Conn::connect(port, Duration::from_secs(10)).expect("connect"),
-                        );
+                        conn = Some(Conn::connect(port, Duration::from_secs(10)).expect("connect"));
                     }
                     let status = match conn.as_mut().map(|c| c.get("/api/flood", &h, false)) {
                         Some(Ok(r)) => r.status,
@@ -407,7 +399,7 @@ fn upstream_closing_mid_body_does_not_hang() {
     let (_redis, _echo, mut tg) = start();
     for attempt in 0..5 {
         let t0 = Instant::now();
-        let mut c = load::Conn::connect(tg.port, Duration::from_secs(10)).expect("connect");
+        let mut c = Conn::connect(tg.port, Duration::from_secs(10)).expect("connect");
         let r = c.get(
             "/api/big?bytes=1000000&abort_after=100000",
             &[("x-api-key".to_string(), "load-key".to_string())],
@@ -425,7 +417,7 @@ fn upstream_closing_mid_body_does_not_hang() {
                 r.status == 502 || (r.status == 200 && r.body.len() < 1_000_000),
                 "{outcome}"
             ),
-            Err(load::ReqError::Failed(e)) => assert!(
+            Err(common::http::ReqError::Failed(e)) => assert!(
                 e.contains("got bytes: true") || e.contains("closed") || e.contains("reset"),
                 "{e}"
             ),

@@ -1,6 +1,6 @@
 //! Identity (keys, anonymous callers, X-Forwarded-For trust) and hot reload (SIGHUP, file
 //! edits, invalid edits, tier moves, reloads under load), plus the no-raw-key guarantee.
-mod common;
+pub mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,13 +10,22 @@ use common::*;
 
 const SECRET_KEYS: [&str; 3] = ["free-demo-key", "internal-demo-key", "small-secret-key"];
 
+/// The standard gateway plus tier `small` (7 a minute) and its key `sam`.
+fn builder(redis: &str, echo: &str) -> ConfigBuilder {
+    standard(Some(redis), echo)
+        .tier("small", &[limit(7, "60s")])
+        .key("sam", "small-secret-key", "small")
+}
+
 fn base(redis: &str, echo: &str) -> String {
-    let y = config(
-        Some(redis),
-        echo,
-        "  small:\n    limits: [{ requests: 7, window: 60s }]\n",
-    );
-    format!("{y}  - {{ id: sam, key: \"small-secret-key\", tier: small }}\n")
+    builder(redis, echo).to_yaml()
+}
+
+/// [`base`] with tier `small` allowing `requests` a minute.
+fn small(redis: &str, echo: &str, requests: u64) -> String {
+    builder(redis, echo)
+        .tier("small", &[limit(requests, "60s")])
+        .to_yaml()
 }
 
 fn echo_json(r: reqwest::blocking::Response) -> serde_json::Value {
@@ -69,8 +78,9 @@ fn keys_tiers_and_anonymous_callers() {
 
     // anonymous: reject → 401 for callers without a key.
     tg.write_config(
-        &base(&redis.url(), &echo.addr())
-            .replace("anonymous: { tier: anonymous }", "anonymous: reject"),
+        &builder(&redis.url(), &echo.addr())
+            .anonymous_reject()
+            .to_yaml(),
     );
     tg.signal(libc::SIGHUP);
     assert!(wait_until(Duration::from_secs(5), || status(
@@ -91,10 +101,9 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
     assert_eq!(codes, [200, 200, 200, 200, 200, 429, 429]);
 
     // Trusted loopback proxy: each client address gets its own bucket.
-    let trusted = base(&redis.url(), &echo.addr()).replace(
-        "anonymous: { tier: anonymous }",
-        "anonymous: { tier: anonymous }\n  trusted_proxies: [\"127.0.0.1/32\"]",
-    );
+    let trusted = builder(&redis.url(), &echo.addr())
+        .trusted_proxies(&["127.0.0.1/32"])
+        .to_yaml();
     let tg2 = Tollgate::start(&trusted);
     for i in 0..7 {
         assert_eq!(
@@ -122,10 +131,7 @@ fn sighup_applies_a_lowered_limit() {
         assert_eq!(status(&tg, Some("small-secret-key"), None), 200);
     }
     let gen_before = tg.metric("tollgate_config_generation");
-    tg.write_config(
-        &base(&redis.url(), &echo.addr())
-            .replace("requests: 7, window: 60s", "requests: 4, window: 60s"),
-    );
+    tg.write_config(&small(&redis.url(), &echo.addr(), 4));
     tg.signal(libc::SIGHUP);
     assert!(wait_until(Duration::from_secs(5), || {
         tg.metric("tollgate_config_generation") > gen_before
@@ -141,10 +147,7 @@ fn a_file_edit_takes_effect_within_two_seconds() {
     let tg = Tollgate::start(&base(&redis.url(), &echo.addr()));
     assert_eq!(status(&tg, Some("small-secret-key"), None), 200);
     let edited = Instant::now();
-    tg.write_config(
-        &base(&redis.url(), &echo.addr())
-            .replace("requests: 7, window: 60s", "requests: 1, window: 60s"),
-    );
+    tg.write_config(&small(&redis.url(), &echo.addr(), 1));
     assert!(wait_until(Duration::from_secs(2), || status(
         &tg,
         Some("small-secret-key"),
@@ -175,11 +178,7 @@ fn a_symlink_swap_is_picked_up() {
     std::fs::rename(&link_tmp, tg.config_path()).unwrap();
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(status(&tg, Some("small-secret-key"), None), 200);
-    write_version(
-        "..v2",
-        &base(&redis.url(), &echo.addr())
-            .replace("requests: 7, window: 60s", "requests: 1, window: 60s"),
-    );
+    write_version("..v2", &small(&redis.url(), &echo.addr(), 1));
     assert!(wait_until(Duration::from_secs(3), || status(
         &tg,
         Some("small-secret-key"),
@@ -194,7 +193,11 @@ fn an_invalid_edit_keeps_the_old_config_and_counts_a_failure() {
     let tg = Tollgate::start(&base(&redis.url(), &echo.addr()));
     let failures = || tg.metric("tollgate_config_reloads_total{result=\"failure\"}");
     assert_eq!(failures(), 0.0);
-    tg.write_config(&base(&redis.url(), &echo.addr()).replace("tier: small }", "tier: nosuch }"));
+    tg.write_config(
+        &builder(&redis.url(), &echo.addr())
+            .key("sam", "small-secret-key", "nosuch")
+            .to_yaml(),
+    );
     assert!(wait_until(Duration::from_secs(3), || failures() == 1.0));
     assert_eq!(status(&tg, Some("small-secret-key"), None), 200);
     let logs = tg.logs();
@@ -203,7 +206,9 @@ fn an_invalid_edit_keeps_the_old_config_and_counts_a_failure() {
         "the log names the field: {logs}"
     );
     // A listener change is refused too, with a pointer to the upgrade.
-    let moved = base(&redis.url(), &echo.addr()).replace("{LISTEN}", "127.0.0.1:1");
+    let moved = builder(&redis.url(), &echo.addr())
+        .listen("127.0.0.1:1")
+        .to_yaml();
     tg.write_config(&moved);
     assert!(wait_until(Duration::from_secs(3), || failures() == 2.0));
     assert!(tg.logs().contains("run a graceful upgrade"));
@@ -220,10 +225,11 @@ fn a_key_moved_between_tiers_keeps_its_usage() {
         assert_eq!(status(&tg, Some("free-demo-key"), None), 200);
     }
     // Move alice to `small` (7/min, also per_minute): 2 left, not 7.
-    tg.write_config(&base(&redis.url(), &echo.addr()).replace(
-        "{ id: alice, key: \"free-demo-key\", tier: free }",
-        "{ id: alice, key: \"free-demo-key\", tier: small }",
-    ));
+    tg.write_config(
+        &builder(&redis.url(), &echo.addr())
+            .key("alice", "free-demo-key", "small")
+            .to_yaml(),
+    );
     tg.signal(libc::SIGHUP);
     assert!(wait_until(Duration::from_secs(5), || {
         tg.metric("tollgate_config_generation") >= 2.0
@@ -262,16 +268,16 @@ fn fifty_reloads_under_load_fail_no_request() {
             })
         })
         .collect();
-    let good = base(&redis.url(), &echo.addr());
+    // Invalid: a window without a unit.
+    let bad = builder(&redis.url(), &echo.addr())
+        .tier("small", &[limit(7, "sixty")])
+        .to_yaml();
     for i in 0..50 {
         if i % 2 == 0 {
             // Valid, and different each time so every one is a real swap.
-            tg.write_config(&good.replace(
-                "requests: 7, window: 60s",
-                &format!("requests: {}, window: 60s", 7 + i),
-            ));
+            tg.write_config(&small(&redis.url(), &echo.addr(), 7 + i));
         } else {
-            tg.write_config(&good.replace("window: 60s", "window: sixty"));
+            tg.write_config(&bad);
         }
         tg.signal(libc::SIGHUP);
         std::thread::sleep(Duration::from_millis(60));
@@ -303,10 +309,11 @@ fn no_raw_key_in_logs_metrics_or_redis() {
         }
     }
     // An invalid reload that mentions a key field, to exercise the error path.
-    tg.write_config(&base(&redis.url(), &echo.addr()).replace(
-        "key: \"small-secret-key\", tier: small",
-        "key: \"small-secret-key\", key_sha256: \"zz\", tier: small",
-    ));
+    tg.write_config(
+        &builder(&redis.url(), &echo.addr())
+            .key_entry(Key::new("sam", "small-secret-key", "small").sha256("zz"))
+            .to_yaml(),
+    );
     tg.signal(libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
     let logs = tg.logs();

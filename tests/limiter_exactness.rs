@@ -2,13 +2,13 @@
 //! (`scripts/redis/README.md`): exact boundaries, the fixed_window 2L burst, the sliding_window
 //! error bound, and property tests that the two stores answer every sequence identically.
 //!
-//! Clocks: the tests pass `now_us` explicitly, but Redis TTLs run on Redis's own clock. A TTL is
+//! Clocks: both stores run on one manual clock that each call sets, but Redis TTLs run on Redis's own clock. A TTL is
 //! derived from the caller's `now`, so it is only safe if the caller's clock never runs slower
 //! than real time. The fixed scenarios use 60 s windows and place their events so no state they
 //! rely on has a TTL of less than seconds; the property tests build `now` as real elapsed time
 //! plus the generated deltas, which keeps the synthetic clock at least as fast as Redis's.
 
-mod common;
+pub mod common;
 
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use tollgate::limiter::{
-    Algorithm, Limit, LimitOutcome, MemoryStore, RedisStore, RedisTarget, Store, Verdict,
+    Algorithm, Budget, Clock, Limit, LimitOutcome, MemoryStore, RedisStore, RedisTarget, Store,
+    Verdict,
 };
 
 /// A multiple of one hour, in µs, so windows of 10 s, 60 s, ... start on it.
@@ -29,6 +30,8 @@ struct Env {
     // Declared first so the store's connection goes before the server does.
     redis: RedisStore,
     memory: MemoryStore,
+    /// The manual clock both stores decide at.
+    clock: Clock,
     rt: tokio::runtime::Runtime,
     _server: common::RedisServer,
 }
@@ -40,13 +43,16 @@ impl Env {
             .enable_all()
             .build()
             .expect("tokio runtime");
+        let clock = Clock::manual(B);
         Env {
             redis: RedisStore::new(
                 RedisTarget::Single(server.url()),
                 "tgtest",
                 Duration::from_millis(500),
+                clock.clone(),
             ),
-            memory: MemoryStore::new(),
+            memory: MemoryStore::with_clock(clock.clone()),
+            clock,
             rt,
             _server: server,
         }
@@ -54,13 +60,15 @@ impl Env {
 
     /// Runs one request on both stores, asserts they agree, returns the verdict.
     fn both(&self, id: &str, limits: &[Limit], cost: u64, now_us: u64) -> Verdict {
+        self.clock.set_us(now_us);
+        let budgets = [Budget::new(id, limits)];
         let r = self
             .rt
-            .block_on(self.redis.check(id, limits, cost, Some(now_us)))
+            .block_on(self.redis.check(&budgets, cost))
             .expect("redis check");
         let m = self
             .rt
-            .block_on(self.memory.check(id, limits, cost, Some(now_us)))
+            .block_on(self.memory.check(&budgets, cost))
             .expect("memory check");
         assert_eq!(
             r, m,

@@ -1,6 +1,6 @@
 //! Malformed HTTP from a client gets a 4xx (or the connection closed) and never a 5xx, and the
 //! process keeps serving afterwards.
-mod common;
+pub mod common;
 
 use std::time::Duration;
 
@@ -51,7 +51,7 @@ fn still_serving(tg: &mut Tollgate, after: &str) {
 
 fn start() -> (Echo, Tollgate) {
     let echo = Echo::start();
-    let tg = Tollgate::start(&config(None, &echo.addr(), ""));
+    let tg = Tollgate::start(&standard(None, &echo.addr()).to_yaml());
     (echo, tg)
 }
 

@@ -8,36 +8,22 @@
 //!   name) is a different key, so each generation has its own counter and the total can reach the
 //!   sum of both limits.
 
-mod common;
+pub mod common;
 
-use std::net::TcpListener;
+use common::config::Limit;
+use common::{
+    client, free_port, limit, ConfigBuilder, Echo, Redis, RedisServer, Route, Tollgate, Upstream,
+};
 
-use common::{client, Echo, RedisServer, Tollgate};
-
-fn yaml(redis_url: &str, on_error: &str, echo: &str, limit: &str) -> String {
-    format!(
-        r#"listen: ["{{LISTEN}}"]
-admin_listen: "{{ADMIN}}"
-redis:
-  url: "{redis_url}"
-  timeout_ms: 200
-  on_error: {on_error}
-upstreams:
-  echo:
-    peers: ["{echo}"]
-routes:
-  - prefix: "/"
-    upstream: echo
-identity:
-  header: "x-api-key"
-  anonymous: reject
-tiers:
-  t:
-    limits: [{limit}]
-keys:
-  - {{ id: pod-key, key: "pod-key", tier: t }}
-"#
-    )
+fn yaml(redis_url: &str, on_error: &str, echo: &str, limit: Limit) -> String {
+    ConfigBuilder::new()
+        .redis(Redis::url(redis_url).on_error(on_error))
+        .upstream(Upstream::new("echo", &[echo]))
+        .route(Route::new("/", "echo"))
+        .anonymous_reject()
+        .tier("t", &[limit])
+        .key("pod-key", "pod-key", "t")
+        .to_yaml()
 }
 
 /// Sends `n` requests for the key, replica `i % len` for request `i`; returns the 200 count per
@@ -66,17 +52,13 @@ fn round_robin(gws: &[&Tollgate], n: usize) -> Vec<usize> {
 #[test]
 fn local_fallback_multiplies_the_limit_by_the_number_of_replicas() {
     // A store that is not there: nothing listens on this port.
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = free_port();
     let echo = Echo::start();
     let y = yaml(
         &format!("redis://127.0.0.1:{dead}/0"),
         "local",
         &echo.addr(),
-        "{ requests: 10, window: 60s }",
+        limit(10, "60s"),
     );
     let gws: Vec<Tollgate> = (0..3).map(|_| Tollgate::start(&y)).collect();
     let refs: Vec<&Tollgate> = gws.iter().collect();
@@ -93,13 +75,13 @@ fn reload_skew_a_changed_number_shares_the_counter() {
         &redis.url(),
         "fail_closed",
         &echo.addr(),
-        "{ name: pm, requests: 10, window: 60s }",
+        limit(10, "60s").named("pm"),
     ));
     let new = Tollgate::start(&yaml(
         &redis.url(),
         "fail_closed",
         &echo.addr(),
-        "{ name: pm, requests: 20, window: 60s }",
+        limit(20, "60s").named("pm"),
     ));
     // Same key in Redis: the old replica stops at 10 entries, the new one at 20.
     let per_replica = round_robin(&[&old, &new], 60);
@@ -115,13 +97,13 @@ fn reload_skew_a_changed_algorithm_is_a_second_counter() {
         &redis.url(),
         "fail_closed",
         &echo.addr(),
-        "{ name: pm, requests: 10, window: 1h, algorithm: sliding_log }",
+        limit(10, "1h").named("pm").algorithm("sliding_log"),
     ));
     let new = Tollgate::start(&yaml(
         &redis.url(),
         "fail_closed",
         &echo.addr(),
-        "{ name: pm, requests: 10, window: 1h, algorithm: token_bucket }",
+        limit(10, "1h").named("pm").algorithm("token_bucket"),
     ));
     // `...:pm:sl` and `...:pm:tb` are different keys: 10 on each, 20 in all while both
     // generations serve.

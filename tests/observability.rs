@@ -1,5 +1,5 @@
 //! Metrics, health endpoints, request ids, traceparent, the access log and the dashboard.
-mod common;
+pub mod common;
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -7,15 +7,11 @@ use std::time::Duration;
 
 use common::*;
 
-fn tiers() -> &'static str {
-    "  tight:\n    limits: [{ name: per_minute, requests: 2, window: 60s }]\n"
-}
-
 fn yaml(redis: &str, echo: &str) -> String {
-    format!(
-        "{}  - {{ id: tina, key: \"tight-secret-key\", tier: tight }}\n",
-        config(Some(redis), echo, tiers())
-    )
+    standard(Some(redis), echo)
+        .tier("tight", &[limit(2, "60s").named("per_minute")])
+        .key("tina", "tight-secret-key", "tight")
+        .to_yaml()
 }
 
 fn send(tg: &Tollgate, path: &str, key: Option<&str>) -> u16 {

@@ -1,12 +1,12 @@
 //! Smoke test: the proxy forwards through a real tollgate to a real echo upstream.
-mod common;
+pub mod common;
 use common::*;
 
 #[test]
 fn forwards_to_the_upstream() {
     let redis = RedisServer::start();
     let echo = Echo::start();
-    let tg = Tollgate::start(&config(Some(&redis.url()), &echo.addr(), ""));
+    let tg = Tollgate::start(&standard(Some(&redis.url()), &echo.addr()).to_yaml());
     let r = client()
         .get(tg.url("/proxy/hello?x=1"))
         .header("x-api-key", "free-demo-key")

@@ -2,7 +2,7 @@
 //! streaming without buffering, upstream failures, routing and round robin with health checks.
 //!
 //! Every test owns its tollgate and echo processes and runs with the in-memory store.
-mod common;
+pub mod common;
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,7 +47,7 @@ fn problem(r: reqwest::blocking::Response, status: u16) -> Value {
 #[test]
 fn methods_paths_queries_and_bodies_reach_the_upstream() {
     let echo = Echo::start();
-    let tg = Tollgate::start(&config(None, &echo.addr(), ""));
+    let tg = Tollgate::start(&standard(None, &echo.addr()).to_yaml());
     let c = client();
 
     // GET, with strip_prefix and an encoded query kept byte for byte.
@@ -124,7 +124,7 @@ fn methods_paths_queries_and_bodies_reach_the_upstream() {
 #[test]
 fn upstream_status_headers_and_body_come_back_unchanged() {
     let echo = Echo::start();
-    let tg = Tollgate::start(&config(None, &echo.addr(), ""));
+    let tg = Tollgate::start(&standard(None, &echo.addr()).to_yaml());
     let c = client();
     for status in [200u16, 201, 404, 500] {
         let r = c
@@ -151,27 +151,15 @@ fn upstream_status_headers_and_body_come_back_unchanged() {
 /// The harness config plus a `/keep/` route with `preserve_host` and a `/named/` route to an
 /// upstream with an explicit `host:`.
 fn header_config(echo: &str) -> String {
-    let yaml = config(None, echo, "");
-    let extra = format!(
-        r#"  named:
-    peers: ["{echo}"]
-    host: "api.example.com"
-routes:
-  - prefix: "/keep/"
-    upstream: echo
-    strip_prefix: true
-    preserve_host: true
-  - prefix: "/named/"
-    upstream: named
-    strip_prefix: true
-"#
-    );
-    assert_eq!(yaml.matches("routes:\n").count(), 1);
-    yaml.replace("routes:\n", &extra)
+    standard(None, echo)
+        .upstream(Upstream::new("named", &[echo]).host("api.example.com"))
+        .route(Route::new("/keep/", "echo").strip_prefix().preserve_host())
+        .route(Route::new("/named/", "named").strip_prefix())
+        .to_yaml()
 }
 
 /// The headers the echo received for a raw request (sent verbatim), and the response.
-fn upstream_headers(port: u16, request: &str) -> (RawResponse, serde_json::Map<String, Value>) {
+fn upstream_headers(port: u16, request: &str) -> (Response, serde_json::Map<String, Value>) {
     let r = raw_request(port, request.as_bytes()).expect("a response");
     assert_eq!(r.status, 200, "{r:?}");
     let body: Value = serde_json::from_slice(&r.body)
@@ -384,7 +372,7 @@ const MB: f64 = 1024.0 * 1024.0;
 #[test]
 fn fifty_megabytes_stream_both_ways_without_buffering() {
     let echo = Echo::start();
-    let tg = Tollgate::start(&config(None, &echo.addr(), ""));
+    let tg = Tollgate::start(&standard(None, &echo.addr()).to_yaml());
     let pid = tg.pid();
     let c = client();
 
@@ -491,7 +479,7 @@ fn fifty_megabytes_stream_both_ways_without_buffering() {
 fn dead_upstream_gives_502_problem() {
     // A port nothing listens on.
     let dead = format!("127.0.0.1:{}", free_port());
-    let mut tg = Tollgate::start(&config(None, &dead, ""));
+    let mut tg = Tollgate::start(&standard(None, &dead).to_yaml());
     let c = client();
     let started = Instant::now();
     let r = c
@@ -519,7 +507,7 @@ fn dead_upstream_gives_502_problem() {
 #[test]
 fn slow_upstream_gives_504_problem() {
     let echo = Echo::start();
-    let mut tg = Tollgate::start(&config(None, &echo.addr(), ""));
+    let mut tg = Tollgate::start(&standard(None, &echo.addr()).to_yaml());
     let c = client();
     let started = Instant::now();
     let r = c
@@ -546,7 +534,7 @@ fn slow_upstream_gives_504_problem() {
 #[test]
 fn no_route_gives_404_problem() {
     let echo = Echo::start();
-    let tg = Tollgate::start(&config(None, &echo.addr(), ""));
+    let tg = Tollgate::start(&standard(None, &echo.addr()).to_yaml());
     let c = client();
     for path in ["/", "/nothing/here", "/prox", "/apis"] {
         let r = c.get(tg.url(path)).header("x-api-key", KEY).send().unwrap();
@@ -594,12 +582,15 @@ fn names(c: &reqwest::blocking::Client, tg: &Tollgate, n: usize) -> Vec<String> 
 
 #[test]
 fn round_robin_spreads_and_skips_a_dead_peer() {
-    let a = echo_named("a");
-    let mut b = echo_named("b");
-    let yaml = config(None, &a.addr(), "").replace(
-        &format!("peers: [\"{}\"]", a.addr()),
-        &format!("peers: [\"{}\", \"{}\"]", a.addr(), b.addr()),
-    );
+    let a = Echo::named("a");
+    let mut b = Echo::named("b");
+    let yaml = standard(None, &a.addr())
+        .upstream(
+            Upstream::new("echo", &[&a.addr(), &b.addr()])
+                .health_interval("200ms")
+                .read_timeout("2s"),
+        )
+        .to_yaml();
     assert!(yaml.contains(&b.addr()));
     let tg = Tollgate::start(&yaml);
     let c = client();
@@ -639,17 +630,15 @@ fn round_robin_spreads_and_skips_a_dead_peer() {
 fn a_peer_that_dies_between_health_checks_costs_no_request() {
     // Health checks far apart: the dead peer is found by connecting to it, and the request
     // goes on to the other peer (nothing was sent yet, so any method may be retried).
-    let a = echo_named("a");
-    let mut b = echo_named("b");
-    let yaml = config(None, &a.addr(), "")
-        .replace(
-            &format!("peers: [\"{}\"]", a.addr()),
-            &format!("peers: [\"{}\", \"{}\"]", a.addr(), b.addr()),
+    let a = Echo::named("a");
+    let mut b = Echo::named("b");
+    let yaml = standard(None, &a.addr())
+        .upstream(
+            Upstream::new("echo", &[&a.addr(), &b.addr()])
+                .health_interval("60s")
+                .read_timeout("2s"),
         )
-        .replace(
-            "health_check: { interval: 200ms }",
-            "health_check: { interval: 60s }",
-        );
+        .to_yaml();
     assert!(yaml.contains("interval: 60s"));
     let tg = Tollgate::start(&yaml);
     let c = client();

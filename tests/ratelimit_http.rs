@@ -1,6 +1,6 @@
 //! The rate limiter seen from a client: 429 answers, headers, keep-alive, multi-limit tiers,
 //! cost, shadow mode, and exact counts under concurrency across one and two proxies.
-mod common;
+pub mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,40 +10,29 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-const TIERS: &str = r#"  tight:
-    limits: [{ name: per_minute, requests: 3, window: 60s }]
-  short:
-    limits: [{ name: short, requests: 2, window: 3s }]
-  multi:
-    limits:
-      - { name: burst, requests: 2, window: 1s, algorithm: token_bucket }
-      - { name: per_minute, requests: 5, window: 60s }
-  shadowed:
-    shadow: true
-    limits: [{ name: per_minute, requests: 2, window: 60s }]
-  hundred:
-    limits: [{ name: per_minute, requests: 100, window: 60s }]
-"#;
-
-const KEYS: &str = r#"  - { id: tight, key: "tight-key", tier: tight }
-  - { id: short, key: "short-key", tier: short }
-  - { id: multi, key: "multi-key", tier: multi }
-  - { id: shadow, key: "shadow-key", tier: shadowed }
-  - { id: hundred, key: "hundred-key", tier: hundred }
-"#;
-
 fn yaml(redis: &str, echo: &str) -> String {
     // A generous budget and fail_closed: on a loaded CI box a store call that misses its
     // budget must show up as a 503, never as a silent fail-open admission.
-    let y = config(Some(redis), echo, TIERS).replace(
-        "timeout_ms: 200\n",
-        "timeout_ms: 2000\n  on_error: fail_closed\n",
-    );
-    let y = y.replace(
-        "routes:\n",
-        "routes:\n  - prefix: \"/costly/\"\n    upstream: echo\n    cost: 3\n",
-    );
-    format!("{y}{KEYS}")
+    standard(Some(redis), echo)
+        .with_redis(|r| r.timeout_ms(2000).on_error("fail_closed"))
+        .route(Route::new("/costly/", "echo").cost(3))
+        .tier("tight", &[limit(3, "60s").named("per_minute")])
+        .tier("short", &[limit(2, "3s").named("short")])
+        .tier(
+            "multi",
+            &[
+                limit(2, "1s").named("burst").algorithm("token_bucket"),
+                limit(5, "60s").named("per_minute"),
+            ],
+        )
+        .shadow_tier("shadowed", &[limit(2, "60s").named("per_minute")])
+        .tier("hundred", &[limit(100, "60s").named("per_minute")])
+        .key("tight", "tight-key", "tight")
+        .key("short", "short-key", "short")
+        .key("multi", "multi-key", "multi")
+        .key("shadow", "shadow-key", "shadowed")
+        .key("hundred", "hundred-key", "hundred")
+        .to_yaml()
 }
 
 fn get(tg: &Tollgate, path: &str, key: &str) -> reqwest::blocking::Response {

@@ -5,11 +5,11 @@
 //! Bounds checked on every request of a run: the status is one the policy allows, and the
 //! latency stays under `timeout_ms` plus a margin for this shared, loaded machine.
 
-mod common;
+pub mod common;
 
 use std::time::{Duration, Instant};
 
-use common::load::{self, metric_sum, start_load, LoadSpec, Sample};
+use common::load::{self, start_load, LoadSpec, Sample};
 use common::*;
 
 const TIMEOUT_MS: u64 = 100;
@@ -45,52 +45,37 @@ impl Policy {
 /// A gateway config with the given Redis failure settings and the tiers these tests use:
 /// `load` (never reached), `tiny` (3 a minute), `short` (4 per 3 s) and `exact` (20 a minute).
 fn yaml(redis_url: &str, echo: &str, policy: Policy, over_limit_cache: bool) -> String {
-    format!(
-        r#"listen: ["{{LISTEN}}"]
-admin_listen: "{{ADMIN}}"
-redis:
-  url: "{redis_url}"
-  timeout_ms: {TIMEOUT_MS}
-  on_error: {on_error}
-  breaker_failures: 3
-  breaker_open: "1s"
-  over_limit_cache: {over_limit_cache}
-upstreams:
-  echo:
-    peers: ["{echo}"]
-    health_check: {{ interval: 200ms }}
-    read_timeout: 5s
-routes:
-  - prefix: "/api/"
-    upstream: echo
-identity:
-  header: "x-api-key"
-  anonymous: {{ tier: anonymous }}
-tiers:
-  anonymous:
-    limits: [{{ requests: 5, window: 60s }}]
-  load:
-    limits: [{{ requests: 1000000, window: 60s, algorithm: fixed_window }}]
-  tiny:
-    limits: [{{ requests: 3, window: 60s }}]
-  short:
-    limits: [{{ requests: 4, window: 3s }}]
-  exact:
-    limits: [{{ requests: 20, window: 60s }}]
-keys:
-  - {{ id: loader, key: "load-key", tier: load }}
-  - {{ id: tiny, key: "tiny-key", tier: tiny }}
-  - {{ id: tiny2, key: "tiny-key-2", tier: tiny }}
-  - {{ id: short, key: "short-key", tier: short }}
-  - {{ id: exact, key: "exact-key", tier: exact }}
-  - {{ id: exact2, key: "exact-key-2", tier: exact }}
-"#,
-        on_error = policy.name()
-    )
+    ConfigBuilder::new()
+        .redis(
+            Redis::url(redis_url)
+                .timeout_ms(TIMEOUT_MS)
+                .on_error(policy.name())
+                .breaker(3, "1s")
+                .over_limit_cache(over_limit_cache),
+        )
+        .upstream(
+            Upstream::new("echo", &[echo])
+                .health_interval("200ms")
+                .read_timeout("5s"),
+        )
+        .route(Route::new("/api/", "echo"))
+        .anonymous_tier("anonymous")
+        .tier("anonymous", &[limit(5, "60s")])
+        .tier("load", &[limit(1_000_000, "60s").algorithm("fixed_window")])
+        .tier("tiny", &[limit(3, "60s")])
+        .tier("short", &[limit(4, "3s")])
+        .tier("exact", &[limit(20, "60s")])
+        .key("loader", "load-key", "load")
+        .key("tiny", "tiny-key", "tiny")
+        .key("tiny2", "tiny-key-2", "tiny")
+        .key("short", "short-key", "short")
+        .key("exact", "exact-key", "exact")
+        .key("exact2", "exact-key-2", "exact")
+        .to_yaml()
 }
 
-fn get(tg: &Tollgate, key: &str) -> load::Resp {
-    let mut c = load::Conn::connect(tg.port, Duration::from_secs(5)).expect("connect");
+fn get(tg: &Tollgate, key: &str) -> Response {
+    let mut c = Conn::connect(tg.port, Duration::from_secs(5)).expect("connect");
     c.get(
         "/api/x",
         &[("x-api-key".to_string(), key.to_string())],
@@ -161,7 +146,7 @@ fn describe(samples: &[Sample]) -> String {
 }
 
 fn outage_under_load(policy: Policy, outage: Outage) {
-    let mut redis = RedisServer::start_with(load::free_low_port(), Vec::new());
+    let mut redis = RedisServer::start_with(free_port(), Vec::new());
     let echo = Echo::start();
     let tg = Tollgate::start(&yaml(&redis.url(), &echo.addr(), policy, true));
     assert_eq!(get(&tg, "load-key").status, 200, "warm-up");
@@ -307,7 +292,7 @@ fn redis_frozen_mid_load_local() {
 
 /// Starts with nothing listening on the Redis port, checks the policy, then starts Redis there.
 fn start_with_redis_down(policy: Policy) {
-    let port = load::free_low_port();
+    let port = free_port();
     let url = format!("redis://127.0.0.1:{port}/0");
     let echo = Echo::start();
     let tg = Tollgate::start(&yaml(&url, &echo.addr(), policy, true));
@@ -401,7 +386,7 @@ fn over_limit_cache_answers_locally_until_the_retry_time() {
     let echo = Echo::start();
     let tg = Tollgate::start(&yaml(&redis.url(), &echo.addr(), Policy::FailOpen, true));
 
-    let mut c = load::Conn::connect(tg.port, Duration::from_secs(5)).expect("connect");
+    let mut c = Conn::connect(tg.port, Duration::from_secs(5)).expect("connect");
     let h = [("x-api-key".to_string(), "short-key".to_string())];
     for i in 0..4 {
         let r = c.get("/api/s", &h, false).expect("request");

@@ -1,6 +1,6 @@
 //! Binary upgrade (`tollgate -u` + SIGQUIT to the old process) and SIGTERM, both under load.
 
-mod common;
+pub mod common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -10,32 +10,19 @@ use common::load::{self, start_load, LoadSpec};
 use common::*;
 
 fn yaml(redis_url: &str, echo: &str) -> String {
-    format!(
-        r#"listen: ["{{LISTEN}}"]
-admin_listen: "{{ADMIN}}"
-redis:
-  url: "{redis_url}"
-  timeout_ms: 200
-upstreams:
-  echo:
-    peers: ["{echo}"]
-    health_check: {{ interval: 200ms }}
-    read_timeout: 5s
-routes:
-  - prefix: "/api/"
-    upstream: echo
-identity:
-  header: "x-api-key"
-  anonymous: {{ tier: anonymous }}
-tiers:
-  anonymous:
-    limits: [{{ requests: 5, window: 60s }}]
-  load:
-    limits: [{{ requests: 1000000, window: 60s, algorithm: fixed_window }}]
-keys:
-  - {{ id: loader, key: "load-key", tier: load }}
-"#
-    )
+    ConfigBuilder::new()
+        .redis(Redis::url(redis_url))
+        .upstream(
+            Upstream::new("echo", &[echo])
+                .health_interval("200ms")
+                .read_timeout("5s"),
+        )
+        .route(Route::new("/api/", "echo"))
+        .anonymous_tier("anonymous")
+        .tier("anonymous", &[limit(5, "60s")])
+        .tier("load", &[limit(1_000_000, "60s").algorithm("fixed_window")])
+        .key("loader", "load-key", "load")
+        .to_yaml()
 }
 
 fn log_files(tg: &Tollgate) -> BTreeSet<PathBuf> {
@@ -165,12 +152,12 @@ fn sigterm_lets_requests_in_flight_finish() {
     let port = tg.port;
 
     // In flight: slow requests on fresh and on reused connections.
-    let mut warm = load::Conn::connect(port, Duration::from_secs(5)).expect("connect");
+    let mut warm = Conn::connect(port, Duration::from_secs(5)).expect("connect");
     let h = vec![("x-api-key".to_string(), "load-key".to_string())];
     assert_eq!(warm.get("/api/warm", &h, false).expect("warm").status, 200);
     let mut conns = vec![warm];
     for _ in 0..5 {
-        conns.push(load::Conn::connect(port, Duration::from_secs(5)).expect("connect"));
+        conns.push(Conn::connect(port, Duration::from_secs(5)).expect("connect"));
     }
     let mut handles = Vec::new();
     for mut c in conns {

@@ -34,6 +34,10 @@ for _ in $(seq 1 100); do
   sleep 0.05
 done
 sha=$(r SCRIPT LOAD "$script")
+peek_sha=$(r SCRIPT LOAD "$(cat "$here/sliding_log.lua"; echo; cat "$here/sliding_window.lua"; echo
+         cat "$here/fixed_window.lua"; echo; cat "$here/token_bucket.lua"; echo
+         cat "$here/peek.lua")")
+reset_sha=$(r SCRIPT LOAD "$(cat "$here/reset.lua")")
 
 passed=0
 failed=0
@@ -239,6 +243,30 @@ expect "now=0 uses Redis TIME" "1" "$(( score >= before - 1000000 && score <= af
 err=$(r EVALSHA "$sha" 1 k 0 1 1 5 2>&1 || true)
 expect "wrong argument count is an error" "1" "$(case "$err" in *tollgate*) echo 1 ;; *) echo 0 ;; esac)"
 expect "no limits: allowed" "1 0" "$(r EVALSHA "$sha" 0 $B 1 | tr '\n' ' ' | sed 's/ $//')"
+
+# --- peek (read-only usage) and reset -----------------------------------------------------------
+# pk NOW KEY,CODE,LIMIT,WINDOW ...  -> "n (remaining reset)*n"
+pk() {
+  local now=$1; shift
+  local keys=() args=() spec k c l w
+  for spec in "$@"; do
+    IFS=, read -r k c l w <<<"$spec"
+    keys+=("$k"); args+=("$c" "$l" "$w")
+  done
+  r EVALSHA "$peek_sha" "${#keys[@]}" "${keys[@]}" "$now" "${args[@]}" | tr '\n' ' ' | sed 's/ $//'
+}
+for code in $SL $SW $FW $TB; do
+  k="peek:{a}:$code"
+  ev $((B + S)) 2 $k,$code,10,$W >/dev/null
+  ev $((B + S)) 1 $k,$code,10,$W >/dev/null
+  expect "peek $code: 3 used, 7 remaining" "7" "$(field "$(pk $((B + S)) $k,$code,10,$W)" 2)"
+  expect "peek $code: reading again charges nothing" "7" "$(field "$(pk $((B + S)) $k,$code,10,$W)" 2)"
+  expect "peek $code: the next request sees 3 used" "1 1 1 6" "$(ev $((B + S)) 1 $k,$code,10,$W | cut -d' ' -f1-4)"
+done
+expect "peek of an unknown key: everything remains" "1 10" "$(pk $B never:{a}:sl,$SL,10,$W | cut -d' ' -f1-2)"
+expect "peek sl reset: until the oldest entry leaves" "60000" "$(field "$(pk $((B + S)) "peek:{a}:$SL,$SL,10,$W")" 3)"
+expect "reset deletes every key it names" "2" "$(r EVALSHA "$reset_sha" 3 "peek:{a}:$SL" "peek:{a}:$FW" "absent:{a}")"
+expect "after a reset the budget is whole" "1 1 1 9" "$(ev $((B + S)) 1 "peek:{a}:$SL,$SL,10,$W" | cut -d' ' -f1-4)"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -5,6 +5,7 @@
 //! lookup tables, and [`reload`] swaps a new snapshot in atomically on SIGHUP or on a file edit.
 //! Every error names the file, the line and the field ([`ConfigError`]).
 
+mod caller;
 mod duration;
 mod error;
 mod positions;
@@ -13,6 +14,7 @@ pub mod schema;
 mod snapshot;
 mod validate;
 
+pub use caller::Caller;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use snapshot::{

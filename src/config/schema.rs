@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub keys: Vec<RawKey>,
     #[serde(default)]
     pub access_log: RawAccessLog,
+    /// SHA-256 (hex) of the admin API's bearer token.
+    pub admin_token_sha256: Option<String>,
 }
 
 fn default_listen() -> Vec<String> {
@@ -93,6 +95,16 @@ pub enum RawOnError {
     FailOpen,
     FailClosed,
     Local,
+}
+
+impl From<RawOnError> for crate::limiter::OnError {
+    fn from(r: RawOnError) -> Self {
+        match r {
+            RawOnError::FailOpen => Self::FailOpen,
+            RawOnError::FailClosed => Self::FailClosed,
+            RawOnError::Local => Self::Local,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq)]

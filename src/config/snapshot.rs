@@ -4,18 +4,17 @@
 //! rules under a request in flight. Nothing in here is parsed per request.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::limiter::Limit;
+use crate::identity::{self, KeyDigest, StoreIdentity};
 
-pub use super::schema::RawOnError as OnError;
+use crate::limiter::Limit;
+pub use crate::limiter::{OnError, RedisSettings};
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -35,21 +34,10 @@ pub struct Snapshot {
     pub trusted_proxies: Vec<IpNet>,
     pub tiers: HashMap<String, Arc<Tier>>,
     /// SHA-256 of the API key → key entry.
-    pub keys: HashMap<[u8; 32], Arc<KeyEntry>, ahash::RandomState>,
+    pub keys: HashMap<KeyDigest, Arc<KeyEntry>, ahash::RandomState>,
     pub access_log: AccessLogSettings,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RedisSettings {
-    /// One URL for a single Redis, several for a cluster.
-    pub urls: Vec<String>,
-    pub cluster: bool,
-    pub timeout: Duration,
-    pub on_error: OnError,
-    pub key_prefix: String,
-    pub breaker_failures: u32,
-    pub breaker_open: Duration,
-    pub over_limit_cache: bool,
+    /// The admin API's bearer token, as a digest (`TOLLGATE_ADMIN_TOKEN` overrides it).
+    pub admin_token_sha256: Option<KeyDigest>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,8 +102,8 @@ pub struct KeyEntry {
     pub id: Arc<str>,
     pub tier: Arc<Tier>,
     /// `k:<hex>`: the identity the store sees (a digest of the key, never the key).
-    pub store_identity: Arc<str>,
-    pub digest: [u8; 32],
+    pub store_identity: StoreIdentity,
+    pub digest: KeyDigest,
     /// `id` as a header value, computed once.
     pub id_header: http::HeaderValue,
 }
@@ -128,20 +116,20 @@ pub struct AccessLogSettings {
 }
 
 impl Snapshot {
-    /// The longest configured prefix that matches `path`.
-    pub fn route_for(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| path.starts_with(&r.prefix))
+    /// The index in `routes` of the longest configured prefix that matches `path`.
+    pub fn route_for(&self, path: &str) -> Option<usize> {
+        self.routes.iter().position(|r| path.starts_with(&r.prefix))
+    }
+
+    /// The key entry with configured id `id` (any of its keys): a scan, for the admin API only.
+    pub fn key_by_id(&self, id: &str) -> Option<&Arc<KeyEntry>> {
+        self.keys.values().find(|k| &*k.id == id)
     }
 
     /// Looks a presented API key up by its digest, comparing digests in constant time.
     pub fn key_for(&self, presented: &[u8]) -> Option<&Arc<KeyEntry>> {
-        let digest: [u8; 32] = Sha256::digest(presented).into();
+        let digest = identity::digest(presented);
         let entry = self.keys.get(&digest)?;
         bool::from(entry.digest.ct_eq(&digest)).then_some(entry)
-    }
-
-    /// Whether `peer` may tell us the client address through X-Forwarded-For.
-    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|n| n.contains(&peer))
     }
 }

@@ -3,15 +3,15 @@
 use std::net::IpAddr;
 
 use http::HeaderMap;
-
-use crate::config::Snapshot;
+use ipnet::IpNet;
 
 /// Walks X-Forwarded-For from the right, skipping trusted proxies, and returns the first
 /// address that is not one: the client as seen by our outermost trusted hop. Entries a client
 /// forged sit further left and are never reached. An untrusted peer's header is ignored.
-pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, snapshot: &Snapshot) -> Option<IpAddr> {
+pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
     let peer = peer?;
-    if snapshot.trusted_proxies.is_empty() || !snapshot.is_trusted_proxy(peer) {
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(&ip));
+    if !is_trusted(peer) {
         return Some(peer);
     }
     let mut client = peer;
@@ -28,7 +28,7 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, snapshot: &Snapshot)
             return Some(client);
         };
         client = ip;
-        if !snapshot.is_trusted_proxy(ip) {
+        if !is_trusted(ip) {
             break;
         }
     }

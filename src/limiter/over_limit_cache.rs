@@ -67,6 +67,13 @@ impl OverLimitCache {
         Some(v)
     }
 
+    /// Forgets every cached denial (a reset of some identity's counters makes them stale).
+    pub fn clear(&self) {
+        for s in &self.shards {
+            s.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
+    }
+
     /// Records a denial; the entry lives until the earliest moment Redis could admit again.
     pub fn put(&self, identity: &str, tier: &str, generation: u64, verdict: &Verdict) {
         let wait = verdict.retry_after_ms();

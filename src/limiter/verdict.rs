@@ -37,3 +37,26 @@ impl Verdict {
             .unwrap_or(0)
     }
 }
+
+/// How much of one limit is in use, read without charging anything (the admin API's view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub limit: u64,
+    pub used: u64,
+    pub remaining: u64,
+    /// Until the window frees what is used, as `X-RateLimit-Reset` reports it.
+    pub reset_ms: u64,
+}
+
+impl Usage {
+    /// From what a check of cost 0 answers: everything not remaining is used.
+    pub fn new(limit: &super::Limit, remaining: u64, reset_ms: u64) -> Self {
+        let remaining = remaining.min(limit.requests);
+        Usage {
+            limit: limit.requests,
+            used: limit.requests - remaining,
+            remaining,
+            reset_ms,
+        }
+    }
+}

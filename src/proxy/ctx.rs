@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 
 use super::ratelimit_headers::Headline;
-use super::Generation;
-use crate::config::Route;
-use crate::identity::Identity;
+use crate::config::{Caller, Route};
+use crate::state::Generation;
 
 pub struct RequestCtx {
     pub started: Instant,
@@ -17,7 +16,7 @@ pub struct RequestCtx {
     pub generation: Option<Arc<Generation>>,
     /// Index into `generation.snapshot.routes`.
     pub route: Option<usize>,
-    pub identity: Option<Identity>,
+    pub identity: Option<Caller>,
     pub request_id: HeaderValue,
     pub traceparent: Option<HeaderValue>,
     /// The `decision` label of the rate-limit metrics, once decided.

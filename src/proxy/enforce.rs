@@ -5,7 +5,7 @@ use serde_json::json;
 use super::ratelimit_headers::{ceil_secs, header_pairs, headline};
 use super::responses::{Problem, QUOTA_EXCEEDED};
 use super::RequestCtx;
-use crate::limiter::{Outcome, Source};
+use crate::limiter::{Budget, Outcome, Source};
 use crate::metrics;
 use pingora::proxy::Session;
 use pingora::Result;
@@ -21,15 +21,13 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
         return Ok(false);
     }
     let cost = ctx.route().map_or(1, |r| r.cost);
+    let budgets = [Budget::new(
+        identity.store_identity().as_str(),
+        &tier.limits,
+    )];
     let outcome = generation
         .limiter
-        .decide(
-            identity.store_identity(),
-            &tier.name,
-            &tier.limits,
-            cost,
-            generation.number,
-        )
+        .decide(&budgets, cost, &tier.name, generation.number)
         .await;
 
     match outcome {
@@ -45,6 +43,9 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
             };
             ctx.decision = Some(decision);
             metrics::decision(&tier.name, limit_name, decision);
+            if !verdict.allowed {
+                generation.top.record(identity.top_label());
+            }
             if verdict.allowed || tier.shadow {
                 if !verdict.allowed {
                     // Shadow mode reports what enforcement would do, without blocking.

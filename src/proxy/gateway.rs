@@ -13,7 +13,9 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use super::headers::{self, Forwarding};
 use super::ratelimit_headers::header_pairs;
 use super::responses::Problem;
-use super::{enforce, record, RequestCtx, SharedState};
+use super::{enforce, record, RequestCtx};
+use crate::config::Caller;
+use crate::state::SharedState;
 use crate::{identity, metrics, request_id};
 
 pub struct Gateway {
@@ -49,17 +51,14 @@ impl ProxyHttp for Gateway {
             p.request_id = Some(&ctx.request_id);
             return p.send(session).await;
         }
-        ctx.route = snapshot
-            .routes
-            .iter()
-            .position(|r| req.uri.path().starts_with(&r.prefix));
+        ctx.route = snapshot.route_for(req.uri.path());
         let peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let client = identity::client_ip(peer_ip, &req.headers, snapshot);
+        let client = identity::client_ip(peer_ip, &req.headers, &snapshot.trusted_proxies);
         let key = req.headers.get(&snapshot.key_header).map(|v| v.as_bytes());
-        let resolved = identity::resolve(snapshot, key, client);
+        let resolved = snapshot.caller(key, client);
         ctx.generation = Some(generation.clone());
 
         if ctx.route.is_none() {
@@ -159,7 +158,7 @@ impl ProxyHttp for Gateway {
             request_id: &ctx.request_id,
             traceparent: ctx.traceparent.as_ref(),
             key_id: match &ctx.identity {
-                Some(identity::Identity::Key(k)) => Some(&k.id_header),
+                Some(Caller::Key(k)) => Some(&k.id_header),
                 _ => None,
             },
             tier: ctx.identity.as_ref().map(|i| i.tier().name.as_ref()),

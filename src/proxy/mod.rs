@@ -12,10 +12,6 @@ pub mod headers;
 pub mod ratelimit_headers;
 mod record;
 pub mod responses;
-mod state;
-mod upstreams;
 
 pub use ctx::RequestCtx;
 pub use gateway::Gateway;
-pub use state::{Generation, SharedState};
-pub use upstreams::{HealthChecker, UpstreamPool};

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::TOLLGATE;
+use super::process::TOLLGATE;
 
 /// The path of a fresh `tollgate-echo`, next to the `tollgate` binary under test.
 pub fn echo_bin() -> &'static Path {

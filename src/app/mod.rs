@@ -1,5 +1,9 @@
-//! Wires the services together and runs the server: the proxy, the admin listener, the
-//! config reloader and the upstream health checker, each a Pingora service.
+//! The composition root: the only place that knows every piece. It validates the config, has
+//! [`assemble`] build the first generation, and wires the services into one Pingora server: the
+//! proxy, the admin listener, the config reloader and the upstream health checker.
+
+mod assemble;
+mod health;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +17,10 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::cli::Cli;
 use crate::config::reload::Reloader;
-use crate::proxy::{Gateway, HealthChecker, SharedState};
+use crate::proxy::Gateway;
 use crate::{access_log, config, metrics};
+use assemble::Assembler;
+use health::HealthChecker;
 
 /// How often the config file's metadata is polled for edits.
 const CONFIG_POLL: Duration = Duration::from_millis(500);
@@ -55,11 +61,12 @@ pub fn run(cli: Cli) -> Result<(), String> {
     server.bootstrap();
 
     metrics::init();
-    let state = SharedState::new(snapshot)?;
+    let assembler = Arc::new(Assembler::start(snapshot)?);
+    let state = assembler.state();
     metrics::config_reload(true, 1);
     access_log::start(&log_settings).map_err(|e| format!("access log: {e}"))?;
 
-    let reloader = Reloader::new(cli.config.clone(), state.clone(), CONFIG_POLL);
+    let reloader = Reloader::new(cli.config.clone(), assembler, CONFIG_POLL);
     server.add_service(background_service("config reloader", reloader));
     server.add_service(background_service(
         "upstream health",

@@ -7,56 +7,71 @@
 //! lock and no pool.
 //!
 //! Outages: no request ever waits for a connection longer than its own `timeout_ms` (every call
-//! is wrapped in a timeout), but connecting is never *tied* to a request either. The
-//! [`ConnectionManager`] is built without connecting, a background task makes the first
-//! connection, and after a connection is lost the manager keeps redialling in the background
-//! (every 50 to 250 ms, for about ten seconds per round; the next failed call starts another
-//! round). So a Redis that is down at start, or comes back after a crash, is picked up within a
-//! quarter of a second, whether or not a request (or the breaker's probe) happens to be waiting.
+//! is wrapped in a timeout), but connecting is never *tied* to a request either (`single.rs`
+//! redials in the background).
 //!
 //! Redis Cluster (`cluster.rs`): the cluster connection is likewise created without waiting
 //! (redis-rs connects in the background), and MOVED, ASK, NOSCRIPT and TRYAGAIN are handled
 //! there within the request's budget, falling back to `EVAL` rather than a cluster-wide
 //! `SCRIPT LOAD` and sending `ASKING` in one pipeline with the call.
 
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::RedisError;
 use tokio::sync::OnceCell;
 
-use super::{KeyBuilder, Limit, LimitOutcome, Store, StoreError, Verdict};
+use super::{KeyBuilder, Store, StoreError};
+use crate::limiter::{limit_count, Budget, Clock, LimitOutcome, RedisTarget, Usage, Verdict};
 use crate::metrics;
 
 mod cluster;
+mod single;
 use cluster::ClusterConn;
+
+/// The four algorithms, which every script that reads counters starts with.
+macro_rules! algorithms {
+    () => {
+        concat!(
+            include_str!("../../../../scripts/redis/sliding_log.lua"),
+            "\n",
+            include_str!("../../../../scripts/redis/sliding_window.lua"),
+            "\n",
+            include_str!("../../../../scripts/redis/fixed_window.lua"),
+            "\n",
+            include_str!("../../../../scripts/redis/token_bucket.lua"),
+            "\n",
+        )
+    };
+}
 
 /// The shipped script: the four algorithms, then the dispatcher that calls them.
 pub const RATELIMIT_LUA: &str = concat!(
-    include_str!("../../scripts/redis/sliding_log.lua"),
-    "\n",
-    include_str!("../../scripts/redis/sliding_window.lua"),
-    "\n",
-    include_str!("../../scripts/redis/fixed_window.lua"),
-    "\n",
-    include_str!("../../scripts/redis/token_bucket.lua"),
-    "\n",
-    include_str!("../../scripts/redis/ratelimit.lua"),
+    algorithms!(),
+    include_str!("../../../../scripts/redis/ratelimit.lua")
 );
+/// The read-only usage script of the admin API.
+pub const PEEK_LUA: &str = concat!(
+    algorithms!(),
+    include_str!("../../../../scripts/redis/peek.lua")
+);
+/// Clears an identity's counters.
+pub const RESET_LUA: &str = include_str!("../../../../scripts/redis/reset.lua");
 
-/// Redial cadence after a lost connection (see the module docs): a jittered exponential
-/// backoff from 50 ms, capped at 250 ms, for 40 attempts per round.
-const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
-const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(250);
-const RECONNECT_ATTEMPTS: usize = 40;
+/// A script and its body, for EVALSHA with an EVAL fallback.
+struct Lua {
+    script: redis::Script,
+    body: &'static str,
+}
 
-/// Where the counters live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-    Single(String),
-    Cluster(Vec<String>),
+impl Lua {
+    fn new(body: &'static str) -> Self {
+        Lua {
+            script: redis::Script::new(body),
+            body,
+        }
+    }
 }
 
 enum Conn {
@@ -69,50 +84,32 @@ pub struct RedisStore {
     target: RedisTarget,
     keys: KeyBuilder,
     timeout: Duration,
-    script: redis::Script,
+    clock: Clock,
+    ratelimit: Lua,
+    peek: Lua,
+    reset: Lua,
     conn: OnceCell<Conn>,
 }
 
 impl RedisStore {
     /// Builds the store without connecting: the first call connects, on its own runtime.
     /// `timeout` bounds connecting and every command.
-    pub fn new(target: RedisTarget, key_prefix: &str, timeout: Duration) -> Self {
+    pub fn new(target: RedisTarget, key_prefix: &str, timeout: Duration, clock: Clock) -> Self {
         RedisStore {
             target,
             keys: KeyBuilder::new(key_prefix),
             timeout,
-            script: redis::Script::new(RATELIMIT_LUA),
+            clock,
+            ratelimit: Lua::new(RATELIMIT_LUA),
+            peek: Lua::new(PEEK_LUA),
+            reset: Lua::new(RESET_LUA),
             conn: OnceCell::new(),
         }
     }
 
     async fn connect(&self) -> Result<Conn, RedisError> {
         match &self.target {
-            RedisTarget::Single(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_min_delay(RECONNECT_MIN_DELAY)
-                    .set_max_delay(RECONNECT_MAX_DELAY)
-                    .set_number_of_retries(RECONNECT_ATTEMPTS);
-                // Lazy: returns at once, so a slow or absent Redis cannot make this
-                // initialisation (and the OnceCell) wait. The first connection is made by a
-                // background task, not inside a request's budget, where a timeout would cancel
-                // it over and over.
-                let manager = ConnectionManager::new_lazy_with_config(client, config)?;
-                let mut warm = manager.clone();
-                tokio::spawn(async move {
-                    let r: Result<String, RedisError> =
-                        redis::cmd("PING").query_async(&mut warm).await;
-                    if let Err(e) = r {
-                        log::warn!(
-                            "rate-limit store: first connection failed ({e}); retrying on use"
-                        );
-                    }
-                });
-                Ok(Conn::Single(manager))
-            }
+            RedisTarget::Single(url) => Ok(Conn::Single(single::connect(url, self.timeout)?)),
             RedisTarget::Cluster(urls) => Ok(Conn::Cluster(Box::new(ClusterConn::connect(
                 urls,
                 self.timeout,
@@ -127,53 +124,57 @@ impl RedisStore {
             .map_err(|e| classify(&e))
     }
 
+    /// One script call: `KEYS` are every limit's key; `ARGV` is now (0: Redis `TIME`), the
+    /// cost (none for peek and reset), then algorithm, limit and window of each limit, in the
+    /// same order.
     async fn invoke(
         &self,
-        identity: &str,
-        limits: &[Limit],
-        cost: u64,
-        now_us: Option<u64>,
+        lua: &Lua,
+        budgets: &[Budget<'_>],
+        cost: Option<u64>,
     ) -> Result<Vec<i64>, StoreError> {
-        // All keys in one buffer: one allocation per request, however many limits.
-        let mut buf = String::with_capacity(64 * limits.len());
-        let mut ranges: Vec<Range<usize>> = Vec::with_capacity(limits.len());
-        for l in limits {
-            let start = buf.len();
-            self.keys.write_key(&mut buf, identity, l);
-            ranges.push(start..buf.len());
+        let keys = self.keys.keys(budgets);
+        let mut args = Vec::with_capacity(2 + 3 * keys.len());
+        args.push(self.clock.fixed_us().unwrap_or(0));
+        args.extend(cost);
+        for l in budgets.iter().flat_map(|b| b.limits) {
+            args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
         }
-        let mut inv = self.script.prepare_invoke();
-        for r in &ranges {
-            inv.key(&buf[r.clone()]);
-        }
-        inv.arg(now_us.unwrap_or(0)).arg(cost);
-        for l in limits {
-            inv.arg(l.algorithm.code()).arg(l.requests).arg(l.window_ms);
-        }
-        let res = match self.conn().await? {
-            Conn::Single(c) => {
-                let mut c = c.clone();
-                match inv.invoke_async(&mut c).await {
-                    // A refused connection is the manager's last failed redial round, kept
-                    // until someone asks; asking started a new round. Nothing was sent, so
-                    // waiting for that round (within our budget) is safe, and it picks up a
-                    // Redis that came back in the meantime at the first try.
-                    Err(e) if e.is_connection_refusal() => inv.invoke_async(&mut c).await,
-                    r => r,
-                }
+        // The shared connection belongs to the proxy's runtime: a first call from the admin
+        // service (peek, reset) must not create it on its own one-thread runtime, so it uses a
+        // connection of its own until a request has made the shared one.
+        let owned;
+        let conn = match (cost, self.conn.get()) {
+            (None, None) => {
+                owned = self.connect().await.map_err(|e| classify(&e))?;
+                &owned
             }
+            _ => self.conn().await?,
+        };
+        let res = match conn {
+            Conn::Single(c) => single::eval(c, &lua.script, &keys, &args).await,
             Conn::Cluster(c) => {
-                let keys: Vec<&str> = ranges.iter().map(|r| &buf[r.clone()]).collect();
-                let mut args = Vec::with_capacity(2 + 3 * limits.len());
-                args.extend([now_us.unwrap_or(0), cost]);
-                for l in limits {
-                    args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
-                }
-                c.eval(self.script.get_hash(), RATELIMIT_LUA, &keys, &args)
-                    .await
+                let keys: Vec<&str> = keys.iter().collect();
+                c.eval(lua.script.get_hash(), lua.body, &keys, &args).await
             }
         };
         res.map_err(|e| classify(&e))
+    }
+
+    /// `invoke` within the store's timeout, timed as `op`.
+    async fn timed(
+        &self,
+        op: &'static str,
+        lua: &Lua,
+        budgets: &[Budget<'_>],
+        cost: Option<u64>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let started = Instant::now();
+        let res = tokio::time::timeout(self.timeout, self.invoke(lua, budgets, cost))
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        metrics::observe_store(op, started.elapsed());
+        res
     }
 }
 
@@ -221,6 +222,23 @@ fn classify(e: &RedisError) -> StoreError {
     }
 }
 
+/// Decodes `{n, (remaining, reset_ms) * n}` into the usage of each limit.
+fn decode_usage(raw: &[i64], budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError> {
+    let n = limit_count(budgets);
+    if raw.len() != 1 + 2 * n || raw[0] as usize != n {
+        return Err(StoreError::Protocol(format!(
+            "peek returned {} values for {n} limits",
+            raw.len()
+        )));
+    }
+    let limits = budgets.iter().flat_map(|b| b.limits);
+    Ok(raw[1..]
+        .chunks_exact(2)
+        .zip(limits)
+        .map(|(c, l)| Usage::new(l, c[0].max(0) as u64, c[1].max(0) as u64))
+        .collect())
+}
+
 /// Decodes `{allowed_all, n, (allowed, remaining, retry_ms, reset_ms) * n}`.
 fn decode(raw: &[i64], n: usize) -> Result<Verdict, StoreError> {
     if raw.len() != 2 + 4 * n || raw[1] as usize != n {
@@ -246,25 +264,23 @@ fn decode(raw: &[i64], n: usize) -> Result<Verdict, StoreError> {
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn check(
-        &self,
-        identity: &str,
-        limits: &[Limit],
-        cost: u64,
-        now_us: Option<u64>,
-    ) -> Result<Verdict, StoreError> {
-        if limits.is_empty() {
-            return Ok(Verdict {
-                allowed: true,
-                outcomes: Vec::new(),
-            });
-        }
-        let started = Instant::now();
-        let res = tokio::time::timeout(self.timeout, self.invoke(identity, limits, cost, now_us))
+    async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError> {
+        let raw = self
+            .timed("check", &self.ratelimit, budgets, Some(cost))
+            .await?;
+        decode(&raw, limit_count(budgets))
+    }
+
+    async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError> {
+        let raw = self.timed("peek", &self.peek, budgets, None).await?;
+        decode_usage(&raw, budgets)
+    }
+
+    async fn reset(&self, budgets: &[Budget<'_>]) -> Result<(), StoreError> {
+        // Only KEYS matter to the reset script; `timed` adds the limits' arguments anyway.
+        self.timed("reset", &self.reset, budgets, None)
             .await
-            .unwrap_or(Err(StoreError::Timeout));
-        metrics::observe_store("check", started.elapsed());
-        decode(&res?, limits.len())
+            .map(drop)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -278,18 +294,11 @@ impl Store for RedisStore {
             let Some(conn) = self.conn.get() else {
                 return self.ping_standalone().await;
             };
-            let r: Result<String, RedisError> = match conn {
-                Conn::Single(c) => {
-                    let mut c = c.clone();
-                    match cmd.query_async(&mut c).await {
-                        // As in `invoke`: a stale refusal; the fresh round may succeed.
-                        Err(e) if e.is_connection_refusal() => cmd.query_async(&mut c).await,
-                        r => r,
-                    }
-                }
-                Conn::Cluster(c) => c.ping().await.map(|()| String::new()),
+            let r = match conn {
+                Conn::Single(c) => single::ping(c, &cmd).await,
+                Conn::Cluster(c) => c.ping().await,
             };
-            r.map(|_| ()).map_err(|e| classify(&e))
+            r.map_err(|e| classify(&e))
         };
         let res = tokio::time::timeout(self.timeout, fut)
             .await

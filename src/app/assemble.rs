@@ -1,56 +1,45 @@
-//! The configuration in force, swapped atomically with `arc-swap`.
+//! The composition root's builder: turns a validated [`Snapshot`] into a [`Generation`] (upstream
+//! pools, and the limiter with its store) and puts it in force, at start and on every reload.
 //!
-//! A [`Generation`] bundles a validated snapshot with the runtime objects built from it
-//! (upstream pools, the limiter). Requests load it once, lock-free, and keep it to the end.
+//! What a reload leaves unchanged is carried over: an upstream pool with equal settings keeps
+//! its health state, and a limiter with equal Redis settings keeps its connection and breaker.
+//! The in-process store is process-wide, so local counters survive reloads.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use arc_swap::ArcSwap;
-
-use super::UpstreamPool;
 use crate::config::reload::ApplyConfig;
 use crate::config::Snapshot;
-use crate::limiter::{Limiter, MemoryStore};
+use crate::limiter::{Clock, Limiter, MemoryStore, RedisSettings, RedisStore};
+use crate::state::{Generation, SharedState};
+use crate::top_limited::TopLimited;
+use crate::upstream::UpstreamPool;
 
-#[derive(Debug)]
-pub struct Generation {
-    pub number: u64,
-    pub snapshot: Arc<Snapshot>,
-    pub upstreams: HashMap<String, Arc<UpstreamPool>>,
-    pub limiter: Arc<Limiter>,
-}
-
-impl std::fmt::Debug for Limiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limiter")
-            .field("store", &self.store_kind())
-            .finish()
-    }
-}
-
-pub struct SharedState {
-    current: ArcSwap<Generation>,
-    /// Process-wide, so in-process counters survive reloads.
+pub struct Assembler {
+    state: Arc<SharedState>,
     memory: Arc<MemoryStore>,
+    top: Arc<TopLimited>,
     counter: AtomicU64,
 }
 
-impl SharedState {
-    pub fn new(snapshot: Snapshot) -> Result<Arc<Self>, String> {
+impl Assembler {
+    /// Builds generation 1 from `snapshot` and the state that holds it.
+    pub fn start(snapshot: Snapshot) -> Result<Self, String> {
         let memory = Arc::new(MemoryStore::new());
-        let generation = build(1, snapshot, None, &memory)?;
-        Ok(Arc::new(SharedState {
-            current: ArcSwap::from_pointee(generation),
+        let top = Arc::new(TopLimited::new());
+        let first = build(1, snapshot, None, &memory, &top)?;
+        Ok(Assembler {
+            state: SharedState::new(first),
             memory,
+            top,
             counter: AtomicU64::new(1),
-        }))
+        })
     }
 
-    /// The generation in force. One atomic increment; no lock, no allocation.
-    pub fn load(&self) -> Arc<Generation> {
-        self.current.load_full()
+    pub fn state(&self) -> Arc<SharedState> {
+        self.state.clone()
     }
 }
 
@@ -59,6 +48,7 @@ fn build(
     snapshot: Snapshot,
     previous: Option<&Generation>,
     memory: &Arc<MemoryStore>,
+    top: &Arc<TopLimited>,
 ) -> Result<Generation, String> {
     let mut upstreams = HashMap::new();
     for (name, settings) in &snapshot.upstreams {
@@ -74,7 +64,7 @@ fn build(
     }
     let limiter = match (previous, &snapshot.redis) {
         (Some(p), redis) if p.limiter.settings() == redis.as_ref() => p.limiter.clone(),
-        (_, Some(redis)) => Arc::new(Limiter::redis(redis, memory.clone())),
+        (_, Some(redis)) => Arc::new(redis_limiter(redis, memory)),
         (_, None) => Arc::new(Limiter::in_memory(memory.clone())),
     };
     Ok(Generation {
@@ -82,12 +72,26 @@ fn build(
         snapshot: Arc::new(snapshot),
         upstreams,
         limiter,
+        top: top.clone(),
+        loaded_at: SystemTime::now(),
     })
 }
 
-impl ApplyConfig for SharedState {
+/// A Redis store on Redis's own clock, behind the failure policy of `settings`. Does not
+/// connect yet.
+fn redis_limiter(settings: &RedisSettings, memory: &Arc<MemoryStore>) -> Limiter {
+    let store = RedisStore::new(
+        settings.target.clone(),
+        &settings.key_prefix,
+        settings.timeout,
+        Clock::Store,
+    );
+    Limiter::with_store(Arc::new(store), settings, memory.clone())
+}
+
+impl ApplyConfig for Assembler {
     fn apply(&self, snapshot: Snapshot) -> Result<u64, String> {
-        let current = self.load();
+        let current = self.state.load();
         if snapshot.listen != current.snapshot.listen {
             return Err(format!(
                 "`listen` changed from {:?} to {:?}: listeners cannot change on reload, run a graceful upgrade (tollgate -u) instead",
@@ -101,12 +105,12 @@ impl ApplyConfig for SharedState {
             ));
         }
         let number = self.counter.fetch_add(1, Ordering::AcqRel) + 1;
-        let next = build(number, snapshot, Some(&current), &self.memory)?;
-        self.current.store(Arc::new(next));
+        let next = build(number, snapshot, Some(&current), &self.memory, &self.top)?;
+        self.state.store(next);
         Ok(number)
     }
 
     fn current_hash(&self) -> [u8; 32] {
-        self.load().snapshot.content_hash
+        self.state.load().snapshot.content_hash
     }
 }

@@ -9,182 +9,20 @@
 //! Every process is stopped by PID when the cluster is dropped, even when the test panics.
 //!
 //! Every `redis-cli` call runs under `timeout(1)`, so a hung node cannot hang a test.
-#![allow(dead_code)]
+
+mod nodes;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, port_open, wait_until};
-
-/// Seconds one `redis-cli` invocation may take.
-const CLI_TIMEOUT_S: &str = "10";
-
-pub struct ClusterNode {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl ClusterNode {
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, |c| c.id())
-    }
-
-    pub fn alive(&self) -> bool {
-        self.child.is_some()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: kill(2) on a PID this harness spawned and has not reaped yet.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGCONT);
-                libc::kill(c.id() as i32, libc::SIGKILL);
-            }
-            let _ = c.wait();
-        }
-    }
-}
-
-/// One line of `CLUSTER NODES`.
-#[derive(Debug, Clone)]
-pub struct NodeInfo {
-    pub id: String,
-    pub port: u16,
-    pub master: bool,
-    pub failed: bool,
-    /// The master's id, for a replica.
-    pub master_id: Option<String>,
-    /// Inclusive slot ranges (migrating/importing markers are skipped).
-    pub slots: Vec<(u16, u16)>,
-}
-
-impl NodeInfo {
-    pub fn owns(&self, slot: u16) -> bool {
-        self.slots.iter().any(|&(a, b)| a <= slot && slot <= b)
-    }
-}
+use super::net::{port_open, wait_until};
+pub use nodes::{cli, ClusterNode, NodeInfo};
+use nodes::{parse_nodes, spawn_node};
 
 pub struct RedisCluster {
     pub nodes: Vec<ClusterNode>,
     dir: tempfile::TempDir,
-}
-
-/// Runs `redis-cli -p port args...` (bounded by `timeout`) and returns trimmed stdout.
-pub fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("timeout")
-        .arg(CLI_TIMEOUT_S)
-        .arg("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("redis-cli (via timeout) must be installed");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A free port `p` whose cluster bus port `p + 10000` is free too (and below 65536).
-fn cluster_port() -> u16 {
-    let bus_free = |p: u16| p <= 55_535 && TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok();
-    for _ in 0..50 {
-        let p = free_port();
-        if bus_free(p) {
-            return p;
-        }
-    }
-    // free_port's sequence for this PID sits too high: take kernel-chosen ports instead.
-    for _ in 0..1000 {
-        let p = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind 127.0.0.1:0");
-        if bus_free(p) {
-            return p;
-        }
-    }
-    panic!("no free port pair for a cluster node");
-}
-
-fn log_file(dir: &std::path::Path, port: u16) -> Stdio {
-    std::fs::File::create(dir.join(format!("redis-{port}.log")))
-        .map(Stdio::from)
-        .unwrap_or_else(|_| Stdio::null())
-}
-
-fn parse_nodes(text: &str) -> Vec<NodeInfo> {
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 8 {
-                return None;
-            }
-            // 127.0.0.1:7000@17000
-            let port = f[1].split('@').next()?.rsplit(':').next()?.parse().ok()?;
-            let flags = f[2];
-            let master = flags.split(',').any(|x| x == "master");
-            let failed = flags.split(',').any(|x| x == "fail" || x == "noaddr");
-            let master_id = (f[3] != "-").then(|| f[3].to_string());
-            let slots = f[8..]
-                .iter()
-                .filter(|s| !s.starts_with('['))
-                .filter_map(|s| match s.split_once('-') {
-                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
-                    None => {
-                        let n = s.parse().ok()?;
-                        Some((n, n))
-                    }
-                })
-                .collect();
-            Some(NodeInfo {
-                id: f[0].to_string(),
-                port,
-                master,
-                failed,
-                master_id,
-                slots,
-            })
-        })
-        .collect()
-}
-
-/// Starts one empty cluster-enabled `redis-server`.
-fn spawn_node(dir: &std::path::Path) -> ClusterNode {
-    let port = cluster_port();
-    let conf = dir.join(format!("nodes-{port}.conf"));
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--protected-mode",
-            "no",
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            conf.to_str().expect("utf-8 tempdir"),
-            "--cluster-node-timeout",
-            "1000",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            // Redis 7 waits 5 s before a diskless full sync (to batch replicas); a replica
-            // that never synced refuses to fail over.
-            "--repl-diskless-sync-delay",
-            "0",
-            "--dir",
-            dir.to_str().expect("utf-8 tempdir"),
-        ])
-        .stdout(log_file(dir, port))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed");
-    ClusterNode {
-        port,
-        child: Some(child),
-    }
 }
 
 impl RedisCluster {

@@ -1,9 +1,19 @@
 //! The seam between the limiter and its backends: Redis (single or cluster) or in-process memory.
+//!
+//! The two implementations mirror each other file for file: `memory/<algorithm>.rs` is the Rust
+//! twin of `scripts/redis/<algorithm>.lua`, and both are driven by the same dispatcher shape
+//! (check every limit, then commit all or none).
 
 use async_trait::async_trait;
 use std::fmt;
 
-use super::{Limit, Verdict};
+use super::{Budget, Usage, Verdict};
+
+mod keys;
+pub mod memory;
+pub mod redis;
+
+pub use keys::{KeyBuilder, KeySet};
 
 /// Why a store could not decide. Never carries a raw API key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,22 +53,22 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-/// A backend that decides a request against several limits atomically.
+/// A backend that decides a request against all of its budgets atomically.
 ///
-/// Contract shared by every implementation (the Lua scripts and [`super::MemoryStore`]):
-/// every limit is checked first; only if all admit `cost` is `cost` recorded in all of them.
-/// A denied request changes no counter. `now_us` (microseconds since the epoch) overrides the
-/// store's clock, for tests; `None` means the store's own time (Redis `TIME`).
+/// Contract shared by every implementation (the Lua scripts and [`memory::MemoryStore`]):
+/// every limit of every budget is checked first; only if all admit `cost` is `cost` recorded in
+/// all of them. A denied request changes no counter. The verdict has one outcome per limit, in
+/// budget order. Time comes from the [`super::Clock`] the store was built with. Callers never
+/// pass an empty list (the limiter answers those itself).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// `identity` is already a digest or `ip:<addr>`, never a raw key.
-    async fn check(
-        &self,
-        identity: &str,
-        limits: &[Limit],
-        cost: u64,
-        now_us: Option<u64>,
-    ) -> Result<Verdict, StoreError>;
+    async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError>;
+
+    /// The usage of every limit of `budgets`, in order, without charging or recording anything.
+    async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError>;
+
+    /// Forgets every counter of `budgets`: the next request finds them empty.
+    async fn reset(&self, budgets: &[Budget<'_>]) -> Result<(), StoreError>;
 
     /// A cheap liveness probe (Redis PING) for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

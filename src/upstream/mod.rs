@@ -1,22 +1,17 @@
 //! Upstream pools: round robin over healthy peers, with active health checks.
 //!
 //! Each pool wraps Pingora's `LoadBalancer<RoundRobin>`. Pools are rebuilt on reload only when
-//! their settings change, so a reload keeps the health state of untouched upstreams. One
-//! background service, [`HealthChecker`], runs the checks of whatever pools are current.
+//! their settings change, so a reload keeps the health state of untouched upstreams. A
+//! background service (`app::health`) runs the checks of whatever pools are current.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::{selection::RoundRobin, Backend, LoadBalancer};
 use pingora::prelude::HttpPeer;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 
-use super::SharedState;
 use crate::config::UpstreamSettings;
 
 pub struct UpstreamPool {
@@ -138,7 +133,7 @@ impl UpstreamPool {
     }
 
     /// Runs the health check if its interval has passed.
-    async fn check_if_due(&self) {
+    pub async fn check_if_due(&self) {
         let now = self.epoch.elapsed().as_millis() as u64;
         if now < self.next_check_ms.load(Ordering::Relaxed) {
             return;
@@ -146,38 +141,5 @@ impl UpstreamPool {
         let next = now + self.settings.health_check.interval.as_millis() as u64;
         self.next_check_ms.store(next, Ordering::Relaxed);
         self.lb.backends().run_health_check(true).await;
-    }
-}
-
-/// Drives the health checks of the current generation's pools.
-pub struct HealthChecker {
-    state: Arc<SharedState>,
-}
-
-impl HealthChecker {
-    pub fn new(state: Arc<SharedState>) -> Self {
-        HealthChecker { state }
-    }
-}
-
-#[async_trait]
-impl BackgroundService for HealthChecker {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tick = tokio::time::interval(Duration::from_millis(50));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                r = shutdown.changed() => {
-                    if r.is_err() || *shutdown.borrow() {
-                        return;
-                    }
-                }
-                _ = tick.tick() => {
-                    let generation = self.state.load();
-                    let checks = generation.upstreams.values().map(|p| p.check_if_due());
-                    futures::future::join_all(checks).await;
-                }
-            }
-        }
     }
 }

@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::breaker::{Breaker, Permit};
 use super::over_limit_cache::OverLimitCache;
-use super::redis_store::{RedisStore, RedisTarget};
-use super::{Limit, MemoryStore, Store, StoreError, Verdict};
-use crate::config::{OnError, RedisSettings};
+use super::{Budget, MemoryStore, OnError, RedisSettings, Store, StoreError, Verdict};
 use crate::metrics;
 
 /// Who produced a verdict.
@@ -66,16 +64,14 @@ impl Limiter {
         }
     }
 
-    /// Redis (single or cluster) with the failure policy of `settings`. Does not connect yet.
-    pub fn redis(settings: &RedisSettings, local: Arc<MemoryStore>) -> Self {
-        let target = if settings.cluster {
-            RedisTarget::Cluster(settings.urls.clone())
-        } else {
-            RedisTarget::Single(settings.urls[0].clone())
-        };
-        let store = RedisStore::new(target, &settings.key_prefix, settings.timeout);
+    /// `primary` (a Redis store built from `settings`) with the failure policy of `settings`.
+    pub fn with_store(
+        primary: Arc<dyn Store>,
+        settings: &RedisSettings,
+        local: Arc<MemoryStore>,
+    ) -> Self {
         Limiter {
-            primary: Arc::new(store),
+            primary,
             local,
             on_error: settings.on_error,
             timeout: settings.timeout,
@@ -101,16 +97,16 @@ impl Limiter {
         self.breaker.is_open()
     }
 
-    /// Decides one request. `generation` ties cached denials to the config they were made under.
+    /// Decides one request. The over-limit cache keys a denial by the first budget's identity
+    /// and `scope` (the tier), and `generation` ties it to the config it was made under.
     pub async fn decide(
         &self,
-        identity: &str,
-        tier: &str,
-        limits: &[Limit],
+        budgets: &[Budget<'_>],
         cost: u64,
+        scope: &str,
         generation: u64,
     ) -> Outcome {
-        if limits.is_empty() {
+        let Some(first) = budgets.first().filter(|_| super::limit_count(budgets) > 0) else {
             return Outcome::Decided {
                 verdict: Verdict {
                     allowed: true,
@@ -118,9 +114,9 @@ impl Limiter {
                 },
                 source: Source::Store,
             };
-        }
+        };
         if let Some(cache) = &self.over_limit {
-            if let Some(verdict) = cache.get(identity, tier, generation) {
+            if let Some(verdict) = cache.get(first.identity, scope, generation) {
                 return Outcome::Decided {
                     verdict,
                     source: Source::Cache,
@@ -130,13 +126,13 @@ impl Limiter {
         let permit = self.breaker.permit();
         if permit == Permit::Reject {
             metrics::store_error(StoreError::CircuitOpen.kind());
-            return self.fallback(StoreError::CircuitOpen, identity, limits, cost);
+            return self.fallback(StoreError::CircuitOpen, budgets, cost);
         }
-        match self.primary.check(identity, limits, cost, None).await {
+        match self.primary.check(budgets, cost).await {
             Ok(verdict) => {
                 self.breaker.on_success(permit);
                 if let Some(cache) = &self.over_limit {
-                    cache.put(identity, tier, generation, &verdict);
+                    cache.put(first.identity, scope, generation, &verdict);
                 }
                 Outcome::Decided {
                     verdict,
@@ -146,18 +142,18 @@ impl Limiter {
             Err(e) => {
                 metrics::store_error(e.kind());
                 self.breaker.on_failure(permit);
-                self.fallback(e, identity, limits, cost)
+                self.fallback(e, budgets, cost)
             }
         }
     }
 
-    fn fallback(&self, e: StoreError, identity: &str, limits: &[Limit], cost: u64) -> Outcome {
+    fn fallback(&self, e: StoreError, budgets: &[Budget<'_>], cost: u64) -> Outcome {
         self.log_fallback(&e);
         match self.on_error {
             OnError::FailOpen => Outcome::FailOpen(e),
             OnError::FailClosed => Outcome::FailClosed(e),
             OnError::Local => Outcome::Decided {
-                verdict: self.local.check_sync(identity, limits, cost, None),
+                verdict: self.local.check_sync(budgets, cost),
                 source: Source::Local,
             },
         }
@@ -178,6 +174,23 @@ impl Limiter {
                 self.on_error
             );
         }
+    }
+
+    /// The usage of `budgets` in the store, charging nothing (the admin API).
+    pub async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<super::Usage>, StoreError> {
+        self.primary.peek(budgets).await
+    }
+
+    /// Clears the counters of `budgets` in the store and, so that a fallback during an outage
+    /// starts fresh too, in the in-process store.
+    pub async fn reset(&self, budgets: &[Budget<'_>]) -> Result<(), StoreError> {
+        self.local.reset_sync(budgets);
+        let result = self.primary.reset(budgets).await;
+        // After the store forgot, so a request in between cannot cache a stale denial again.
+        if let Some(cache) = &self.over_limit {
+            cache.clear();
+        }
+        result
     }
 
     /// For `/readyz`: the store answers a PING within `timeout_ms`.

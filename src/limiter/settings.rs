@@ -1,0 +1,36 @@
+//! The limiter's own settings types. The config module converts its validated YAML into these,
+//! so the limiter never depends on how a configuration is written.
+
+use std::time::Duration;
+
+/// What a request gets when the store cannot decide in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Admit, unlimited.
+    #[default]
+    FailOpen,
+    /// Refuse with 503.
+    FailClosed,
+    /// Decide with the in-process store: limits per replica instead of shared.
+    Local,
+}
+
+/// Where the counters live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+/// A Redis store and what to do when it fails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisSettings {
+    pub target: RedisTarget,
+    /// The budget of one decision, connecting included.
+    pub timeout: Duration,
+    pub on_error: OnError,
+    pub key_prefix: String,
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
+    pub over_limit_cache: bool,
+}

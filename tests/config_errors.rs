@@ -1,0 +1,198 @@
+//! Every message configuration validation can give, one row each: the bad YAML, the
+//! `line:col: field` it must name and the message itself, checked through the library's
+//! `load_str` (the function `tollgate -t` and every reload call). No row may echo a key value.
+//! A new validation message needs a new row here.
+
+use std::path::Path;
+
+/// The sections of a minimal valid file, one line each, so that a row can replace one of them
+/// and its line numbers stay easy to read.
+macro_rules! upstreams {
+    () => {
+        "upstreams: { u: { peers: [\"127.0.0.1:9000\"] } }\n"
+    };
+}
+macro_rules! routes {
+    () => {
+        "routes: [{ prefix: /, upstream: u }]\n"
+    };
+}
+macro_rules! tiers {
+    () => {
+        "tiers: { t: { limits: [] } }\n"
+    };
+}
+macro_rules! base {
+    () => {
+        concat!(upstreams!(), routes!(), tiers!())
+    };
+}
+
+/// A key value written in the rows; it must never come back in a message.
+const SECRET: &str = "row-secret-key-0001";
+
+pub struct Row {
+    pub yaml: &'static str,
+    /// `line:col: field `name`` as printed, or "" for an error about the whole file.
+    pub at: &'static str,
+    pub message: &'static str,
+}
+
+pub const fn row(yaml: &'static str, at: &'static str, message: &'static str) -> Row {
+    Row { yaml, at, message }
+}
+
+#[path = "config_errors/limits.rs"]
+mod limits;
+#[path = "config_errors/routing.rs"]
+mod routing;
+
+use limits::{DURATIONS, FILE, IDENTITY, KEYS, PARSING, TIERS};
+use routing::{LISTEN, REDIS, ROUTES, UPSTREAMS};
+
+const TABLES: &[(&str, &[Row])] = &[
+    ("listen", LISTEN),
+    ("redis", REDIS),
+    ("upstreams", UPSTREAMS),
+    ("routes", ROUTES),
+    ("tiers", TIERS),
+    ("durations", DURATIONS),
+    ("identity", IDENTITY),
+    ("keys", KEYS),
+    ("file", FILE),
+    ("parsing", PARSING),
+];
+
+/// What `tollgate -t` would print for `yaml` (after the file name), or "accepted".
+fn verdict(yaml: &str) -> String {
+    match tollgate::config::load_str(Path::new("t.yaml"), yaml) {
+        Ok(_) => "accepted".to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn expected(row: &Row) -> String {
+    if row.at.is_empty() {
+        format!("t.yaml: {}", row.message)
+    } else {
+        format!("t.yaml:{}: {}", row.at, row.message)
+    }
+}
+
+#[test]
+fn every_validation_message_names_line_column_and_field() {
+    let mut wrong = Vec::new();
+    for (table, rows) in TABLES {
+        for (i, row) in rows.iter().enumerate() {
+            let got = verdict(row.yaml);
+            if got != expected(row) {
+                wrong.push(format!(
+                    "{table}[{i}]\n  yaml:     {:?}\n  expected: {}\n  got:      {got}",
+                    row.yaml,
+                    expected(row)
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} rows differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn no_message_echoes_a_key_value() {
+    for (table, rows) in TABLES {
+        for (i, row) in rows.iter().enumerate() {
+            let got = verdict(row.yaml);
+            assert!(!got.contains(SECRET), "{table}[{i}] echoes the key: {got}");
+        }
+    }
+}
+
+#[test]
+fn the_minimal_file_of_the_rows_is_valid() {
+    assert_eq!(verdict(base!()), "accepted");
+}
+
+#[test]
+fn nesting_past_the_limit_is_refused_with_its_position() {
+    let yaml = format!("{}x: {}\n", base!(), "[".repeat(70));
+    assert_eq!(
+        verdict(&yaml),
+        "t.yaml:4:67: nested more than 64 levels deep"
+    );
+}
+
+#[test]
+fn an_unreadable_file_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("missing.yaml");
+    let e = tollgate::config::load_file(&path).expect_err("a missing file is refused");
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!("{}: cannot read: ", path.display())),
+        "{shown}"
+    );
+    assert_eq!((e.line, e.field.as_str()), (0, ""));
+}
+
+/// The fixed text of every message the validation modules give (`cx.at(field, "...")`, or
+/// the literal start of a `format!`), read from their source, so that a message added without
+/// a row fails here.
+fn messages_in_source() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config/validate");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("src/config/validate") {
+        let path = entry.expect("dir entry").path();
+        let source = std::fs::read_to_string(&path).expect("read source");
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+        for call in source.split("cx.at(").skip(1) {
+            if let Some(text) = message_argument(call) {
+                out.push((file.clone().unwrap_or_default(), text));
+            }
+        }
+    }
+    out
+}
+
+/// The fixed start of the second argument of one `cx.at(` call, when it is a literal.
+fn message_argument(call: &str) -> Option<String> {
+    let (mut depth, mut in_string, mut comma) = (0i32, false, None);
+    for (i, c) in call.char_indices() {
+        match c {
+            '"' => in_string = !in_string,
+            '(' | '[' if !in_string => depth += 1,
+            ')' | ']' if !in_string && depth == 0 => break,
+            ')' | ']' if !in_string => depth -= 1,
+            ',' if !in_string && depth == 0 => {
+                comma = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let second = call[comma? + 1..].trim_start();
+    let second = second.strip_prefix("format!(").unwrap_or(second);
+    let literal = second.strip_prefix('"')?;
+    let end = literal.find(['"', '{', '\\', '\''])?;
+    let fixed = &literal[..end];
+    (fixed.len() >= 4).then(|| fixed.to_string())
+}
+
+#[test]
+fn every_message_in_the_source_has_a_row() {
+    let found = messages_in_source();
+    assert!(found.len() >= 40, "found only {} messages", found.len());
+    let missing: Vec<_> = found
+        .iter()
+        .filter(|(_, text)| {
+            !TABLES
+                .iter()
+                .any(|(_, rows)| rows.iter().any(|r| r.message.contains(text.as_str())))
+        })
+        .collect();
+    assert!(missing.is_empty(), "messages without a row: {missing:?}");
+}
