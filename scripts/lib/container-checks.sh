@@ -20,11 +20,8 @@ wait_for() {
 bytes_mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1000000 }'; }
 
 # ------------------------------------------------------------------ image
-stage_image() {
-    say "image: base images"
-    local base
-    for base in $(dockerfile_bases); do ensure_image "$base" || return 1; done
-
+# podman build of the repository's Dockerfile, timed (BUILD_SECONDS).
+build_image() {
     say "image: podman build -t tollgate:latest . (the repository's Dockerfile, unchanged)"
     # --format docker: the OCI format has no SHELL instruction, which the Dockerfile uses.
     # The host's cargo registry is mounted as an overlay: the build reads it, its writes vanish.
@@ -38,8 +35,20 @@ stage_image() {
         return 1
     fi
     BUILD_SECONDS=$(($(date +%s) - t0))
-    CT_IMAGES+=("$IMAGE")
+    ct_record_image "$IMAGE"
     echo "built in ${BUILD_SECONDS}s ($(grep -c '^STEP' "$WORK/build.log") steps; layers are cached for the next run)"
+}
+
+stage_image() {
+    say "image: base images"
+    local base
+    for base in $(dockerfile_bases); do ensure_image "$base" || return 1; done
+
+    if [ "${CT_REUSE_IMAGE:-0}" = 1 ] && pm image exists "$IMAGE"; then
+        echo "CT_REUSE_IMAGE=1: $IMAGE exists, not rebuilt (sources changed since are not in it)"
+    else
+        build_image || return 1
+    fi
 
     check "image runs as a non-root user" "10001:10001" "$(pm image inspect --format '{{.Config.User}}' "$IMAGE")"
     check "uid inside the container" 10001 "$(pm run --rm --network none --entrypoint id "$IMAGE" -u)"
@@ -55,6 +64,8 @@ stage_image() {
     check "tollgate-echo runs" 1 \
         "$(pm run --rm --network none --entrypoint tollgate-echo "$IMAGE" --help 2>&1 | grep -c '^Usage: tollgate-echo')"
 
+    bad_config_container || return 1
+
     local size base_size
     size=$(pm image inspect --format '{{.Size}}' "$IMAGE")
     base_size=$(pm image inspect --format '{{.Size}}' "$(qualified debian:bookworm-slim)")
@@ -64,6 +75,26 @@ stage_image() {
     pm history --format '{{.Size}}\t{{.CreatedBy}}' "$IMAGE" | head -n 8 | cut -c 1-140 | sed 's/^/    /'
     check "runtime image <= ${IMAGE_SIZE_LIMIT_MB} MB on top of the base" 1 \
         "$(awk -v d="$IMAGE_DELTA_MB" -v l="$IMAGE_SIZE_LIMIT_MB" 'BEGIN { print (d <= l) ? 1 : 0 }')"
+}
+
+# A container that fails shows its log: tollgate started (detached, as compose and kube do) on a
+# mounted config with an unknown tier must exit non-zero, and ct_logs must print the error that
+# names file, line and field.
+bad_config_container() {
+    local dir=$WORK/bad-conf c rc logs
+    mkdir -p "$dir"
+    cp "$ROOT"/conf/tollgate.yaml "$ROOT"/conf/pingora.yaml "$dir/"
+    sed -i '0,/tier: free }/s//tier: golden }/' "$dir/tollgate.yaml"
+    chmod -R a+rX "$dir"
+    c=$(pm run -d --network none -v "$dir:/etc/tollgate:ro" "$IMAGE") || return 1
+    CT_CONTAINERS+=("$c")
+    rc=$(timeout 30 podman wait "$c")
+    check "a bad mounted config: the container exits non-zero" 1 "$([ -n "$rc" ] && [ "$rc" != 0 ] && echo 1 || echo 0)"
+    logs=$(ct_logs "$c")
+    echo "$logs"
+    check "a failed container's log is shown, naming file, line and field" 1 \
+        "$(echo "$logs" | grep -c "/etc/tollgate/tollgate.yaml:[0-9]*:[0-9]*: field \`keys\[[0-9]\]\.tier\`: unknown tier 'golden'")"
+    pm rm -f "$c" >/dev/null
 }
 
 # A free loopback port in 18000-19999 (below the ephemeral range, apart from the tests' 20000+).
@@ -76,10 +107,10 @@ free_port() {
     return 1
 }
 
-# The name of the container of compose service $2 in project $1.
+# The ID of the container of compose service $2 in project $1.
 compose_container() {
-    pm ps -a --filter "label=io.podman.compose.project=$1" --filter "label=com.docker.compose.service=$2" \
-        --format '{{.Names}}' | head -n 1
+    pm ps -a -q --no-trunc --filter "label=io.podman.compose.project=$1" \
+        --filter "label=com.docker.compose.service=$2" | head -n 1
 }
 
 # The README's curl lines against 127.0.0.1:$1 (proxy) and :$2 (admin); the same answers as
@@ -110,18 +141,27 @@ stage_compose() {
     done < <(sed -n -E 's/^[[:space:]]*image:[[:space:]]*(redis:[^[:space:]]+).*/\1/p' "$dir/compose.yaml" | sort -u)
     http=$(free_port) && admin=$(free_port) || return 1
     export TOLLGATE_HTTP_PORT=$http TOLLGATE_ADMIN_PORT=$admin
-    CT_COMPOSE+=("$project|-f $dir/compose.yaml")
-    CT_NETWORKS+=("${project}_default")   # podman-compose down leaves the network behind
-    if ! "$ROOT/.venv/bin/podman-compose" -p "$project" -f "$dir/compose.yaml" up -d redis echo tollgate \
-        >"$WORK/compose-up.log" 2>&1; then
+    CT_COMPOSE+=("$project")
+    local up_rc=0
+    "$ROOT/.venv/bin/podman-compose" -p "$project" -f "$dir/compose.yaml" up -d redis echo tollgate \
+        >"$WORK/compose-up.log" 2>&1 || up_rc=$?
+    ct_compose_ids "$project"
+    COMPOSE_IDS=()
+    local svc id
+    for svc in redis echo tollgate; do
+        id=$(compose_container "$project" "$svc")
+        [ -n "$id" ] && COMPOSE_IDS+=("$id")
+    done
+    if [ "$up_rc" -ne 0 ]; then
         cat "$WORK/compose-up.log"
-        check "podman-compose up" 0 1
+        check "podman-compose up" 0 "$up_rc"
+        ct_logs "${COMPOSE_IDS[@]}"
         return 1
     fi
     tg=$(compose_container "$project" tollgate)
     if ! wait_for 60 curl -sf -m 2 "127.0.0.1:$admin/readyz"; then
         check "compose: tollgate ready within 60 s" 0 1
-        ct_logs "$project"
+        ct_logs "${COMPOSE_IDS[@]}"
         return 1
     fi
     readme_curls "$http" "$admin" compose
@@ -152,7 +192,7 @@ stage_compose() {
     check "compose: the in-flight request completes during the drain" 200 "$slow_out"
     check "compose: tollgate exits 0 (drained, not killed)" 0 "$rc"
     check "compose: podman stop returns within the grace period (${stop_s}s < ${grace}s)" 1 "$([ "$stop_s" -lt "$grace" ] && echo 1 || echo 0)"
-    [ "$FAILED" -eq 0 ] || ct_logs "$project"
+    [ "$FAILED" -eq 0 ] || ct_logs "${COMPOSE_IDS[@]}"
 }
 
 # ------------------------------------------------------------------ kubernetes
@@ -200,32 +240,80 @@ stage_kube() {
         pm network ls --format '{{range .Subnets}}{{.Subnet}} {{end}}' | grep -q "$subnet\." && continue
         pm network create --disable-dns --subnet "$subnet.0/24" "$net" >/dev/null && break
     done
-    CT_NETWORKS+=("$net")
+    CT_NETWORKS+=("$(pm network inspect --format '{{.ID}}' "$net")") || return 1
     ips=$subnet.10,$subnet.11,$subnet.12
     if ! "$PY" "$ROOT/scripts/lib/kube-for-podman.py" "$dir/play.yaml" --ips "$ips" \
         --configmap-dir "$dir/cm" --publish "tollgate=8080:$http,tollgate=9091:$admin" \
-        "$ROOT"/deploy/k8s/{configmap,redis,echo,deployment}.yaml; then
+        --name-prefix "$CT_PREFIX-" "$ROOT"/deploy/k8s/{configmap,redis,echo,deployment}.yaml; then
         check "kube: manifests translated for podman" 0 1
         return 1
     fi
     kubelet_configmap "$dir/cm/tollgate-config" "$dir/cm/tollgate-config.src"
-    CT_KUBE+=("$dir/play.yaml")
-    local ip_args=() ip
+    local ip_args=() ip play_rc=0
     for ip in ${ips//,/ }; do ip_args+=(--ip "$ip"); done
-    if ! pm kube play --network "$net" "${ip_args[@]}" "$dir/play.yaml" >"$WORK/kube-play.log" 2>&1; then
+    pm kube play --network "$net" "${ip_args[@]}" "$dir/play.yaml" >"$WORK/kube-play.log" 2>&1 || play_rc=$?
+    kube_record_ids "$WORK/kube-play.log"
+    if [ "$play_rc" -ne 0 ]; then
         cat "$WORK/kube-play.log"
-        check "kube: podman kube play" 0 1
-        ct_logs "redis-pod|echo-pod|tollgate-pod"
+        check "kube: podman kube play" 0 "$play_rc"
+        ct_logs "${KUBE_CONTAINERS[@]}"
         return 1
     fi
-    # podman names a Deployment's pod <name>-pod-0 and its containers <pod>-<container>.
-    tg=tollgate-pod-0-tollgate
-    kube_probes "$admin" || { ct_logs "redis-pod|echo-pod|tollgate-pod"; return 1; }
+    tg=$(kube_container tollgate tollgate)
+    KUBE_REDIS_POD=$(kube_pod redis)
+    if [ -z "$tg" ] || [ -z "$KUBE_REDIS_POD" ]; then
+        cat "$WORK/kube-play.log"
+        check "kube: the tollgate container and the redis pod are found" 1 0
+        return 1
+    fi
+    kube_probes "$admin" || { ct_logs "${KUBE_CONTAINERS[@]}"; return 1; }
     readme_curls "$http" "$admin" kube
     kube_redis_readiness "$admin"
     kube_configmap_reload "$http" "$dir/cm/tollgate-config" "$tg"
     kube_prestop_drain "$http" "$tg"
-    [ "$FAILED" -eq 0 ] || ct_logs "redis-pod|echo-pod|tollgate-pod"
+    [ "$FAILED" -eq 0 ] || ct_logs "${KUBE_CONTAINERS[@]}"
+}
+
+# kube_record_ids LOG: the pods that `podman kube play` reported creating (their IDs, after a
+# "Pod:" line), and their containers, recorded for the cleanup; KUBE_PODS and KUBE_CONTAINERS.
+kube_record_ids() {
+    local line id next=""
+    KUBE_PODS=()
+    KUBE_CONTAINERS=()
+    while read -r line; do
+        case "$line" in
+            Pod:) next=pod ;;
+            Container* | Init*) next=container ;;
+            *)
+                [[ "$line" =~ ^[0-9a-f]{64}$ ]] || continue
+                [ "$next" = pod ] && { KUBE_PODS+=("$line"); CT_PODS+=("$line"); }
+                ;;
+        esac
+    done <"$1"
+    for id in "${KUBE_PODS[@]}"; do
+        while read -r line; do
+            [ -n "$line" ] && { KUBE_CONTAINERS+=("$line"); CT_CONTAINERS+=("$line"); }
+        done < <(pm ps -a -q --no-trunc --filter "pod=$id")
+    done
+}
+
+# kube_pod DEPLOYMENT: the ID of the pod that podman made for it (named $CT_PREFIX-DEPLOYMENT-pod...).
+kube_pod() {
+    local id
+    for id in "${KUBE_PODS[@]}"; do
+        case "$(pm pod inspect --format '{{.Name}}' "$id")" in
+            "$CT_PREFIX-$1-pod"*) echo "$id"; return 0 ;;
+        esac
+    done
+    return 1
+}
+
+# kube_container DEPLOYMENT CONTAINER: the ID of that container (podman names it <pod>-CONTAINER).
+kube_container() {
+    local pod
+    pod=$(kube_pod "$1") || return 1
+    pm ps -a --no-trunc --filter "pod=$pod" --format '{{.ID}} {{.Names}}' | awk -v c="-$2" \
+        'substr($2, length($2) - length(c) + 1) == c { print $1; exit }'
 }
 
 # The kubelet's part: the readiness probe as the manifest declares it (path on the admin port).
@@ -245,10 +333,10 @@ kube_probes() {
 
 kube_redis_readiness() {
     local admin=$1
-    pm_quiet_hc pod stop -t 2 redis-pod-0 >/dev/null
+    pm_quiet_hc pod stop -t 2 "$KUBE_REDIS_POD" >/dev/null
     wait_for 30 sh -c "[ \"\$(curl -s -o /dev/null -m 2 -w '%{http_code}' 127.0.0.1:$admin$READY_PATH)\" = 503 ]"
     check "kube: readiness probe fails (503) while Redis is stopped" 503 "$(code "127.0.0.1:$admin$READY_PATH")"
-    pm_quiet_hc pod start redis-pod-0 >/dev/null
+    pm_quiet_hc pod start "$KUBE_REDIS_POD" >/dev/null
     wait_for 60 curl -sf -m 2 "127.0.0.1:$admin$READY_PATH"
     check "kube: readiness probe passes again once Redis is back" 200 "$(code "127.0.0.1:$admin$READY_PATH")"
 }
@@ -297,10 +385,10 @@ kube_prestop_drain() {
 
 # The image's own binaries, copied out, for the checks that run outside a container.
 host_binaries() {
-    local c=$CT_PREFIX-extract
+    local c
     mkdir -p "$WORK/bin"
+    c=$(pm create "$IMAGE") || return 1
     CT_CONTAINERS+=("$c")
-    pm create --name "$c" "$IMAGE" >/dev/null || return 1
     pm cp "$c:/usr/local/bin/tollgate" "$WORK/bin/tollgate" && pm cp "$c:/usr/local/bin/tollgate-echo" "$WORK/bin/tollgate-echo"
     local rc=$?
     pm rm -f "$c" >/dev/null

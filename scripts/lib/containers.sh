@@ -1,17 +1,18 @@
 # shellcheck shell=bash
 # Container helpers for scripts/container-test.sh: installs podman and friends, configures podman
 # for this run only (CONTAINERS_CONF), makes the base images that cannot be pulled, and remembers
-# everything the run creates so that ct_cleanup removes exactly that, by name.
+# everything the run creates, by ID, so that ct_cleanup removes exactly that and nothing another
+# user of this machine's podman has (no name patterns; the names given here carry the run's PID).
 # Expects: ROOT, WORK, say(), and scripts/lib/install.sh sourced.
 # shellcheck disable=SC2034  # CT_SMOKE_ERROR and the CT_* lists are read by container-test.sh
 
 CT_RUNTIME=${CT_RUNTIME:-runc}
-CT_PREFIX=tollgate-ct
-CT_CONTAINERS=()   # containers created by `podman run/create --name`
-CT_COMPOSE=()      # compose invocations to bring down: "project|file..."
-CT_KUBE=()         # manifests given to `podman kube play`
-CT_NETWORKS=()     # networks created by `podman network create`
-CT_IMAGES=()       # images made here (removed only with CT_PURGE=1)
+CT_PREFIX=tollgate-ct-$$
+CT_CONTAINERS=()   # container IDs (podman create/run, and those compose and kube play made)
+CT_PODS=()         # pod IDs (podman kube play, podman-compose's pod)
+CT_COMPOSE=()      # compose projects (named $CT_PREFIX-...): their containers are collected by ID
+CT_NETWORKS=()     # network IDs (podman network create, and compose's network)
+CT_IMAGES=()       # image IDs made here (removed only with CT_PURGE=1)
 CT_PIDS=()         # host processes started here
 CT_SMOKE_ERROR=""
 
@@ -62,30 +63,58 @@ ct_smoke() {
     fi
 }
 
-# The logs of the containers whose names start with $1, for a failed check.
+# The logs of the containers with these IDs, for a failed check.
 ct_logs() {
-    local c
-    for c in $(pm ps -a --format "{{.Names}}" | grep -E "^($1)" || true); do
-        echo "---- podman logs $c (last 60 lines)"
-        pm logs --tail 60 "$c" 2>&1 | sed 's/^/    /'
+    local id name
+    for id in "$@"; do
+        name=$(pm inspect --format '{{.Name}}' "$id" 2>/dev/null) || continue
+        echo "---- podman logs $name (${id:0:12}; last 60 lines)"
+        pm logs --tail 60 "$id" 2>&1 | sed 's/^/    /'
     done
+}
+
+# ct_compose_ids PROJECT: records the containers, pod and network that podman-compose made for
+# PROJECT (found by its exact project label, which holds this run's PID).
+ct_compose_ids() {
+    local id
+    for id in $(pm ps -a -q --no-trunc --filter "label=io.podman.compose.project=$1"); do
+        ct_known "$id" "${CT_CONTAINERS[@]}" || CT_CONTAINERS+=("$id")
+    done
+    # Its pod carries no label: podman-compose names it pod_PROJECT.
+    if id=$(pm pod inspect --format '{{.Id}}' "pod_$1" 2>/dev/null); then
+        ct_known "$id" "${CT_PODS[@]}" || CT_PODS+=("$id")
+    fi
+    for id in $(pm network ls -q --no-trunc --filter "label=io.podman.compose.project=$1" 2>/dev/null); do
+        ct_known "$id" "${CT_NETWORKS[@]}" || CT_NETWORKS+=("$id")
+    done
+}
+
+# ct_known ID LIST...: ID is in LIST.
+ct_known() {
+    local id=$1 x
+    shift
+    for x in "$@"; do [ "$x" = "$id" ] && return 0; done
+    return 1
 }
 
 ct_cleanup() {
     [ "${CT_KEEP:-0}" = 1 ] && { echo "CT_KEEP=1: leaving containers and pods running"; return 0; }
-    local entry pid
+    local id project
     # SIGTERM: a background job of a script starts with SIGINT ignored.
-    for pid in "${CT_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for entry in "${CT_KUBE[@]}"; do pm kube down "$entry" >/dev/null 2>&1 || true; done
-    for entry in "${CT_COMPOSE[@]}"; do
-        # shellcheck disable=SC2086  # the file list is word-split on purpose
-        "$ROOT/.venv/bin/podman-compose" -p "${entry%%|*}" ${entry#*|} down -t 2 >/dev/null 2>&1 || true
-    done
-    for entry in "${CT_CONTAINERS[@]}"; do pm rm -f -t 1 "$entry" >/dev/null 2>&1 || true; done
-    for entry in "${CT_NETWORKS[@]}"; do pm network rm -f "$entry" >/dev/null 2>&1 || true; done
+    for id in "${CT_PIDS[@]}"; do kill -TERM "$id" 2>/dev/null || true; done
+    for project in "${CT_COMPOSE[@]}"; do ct_compose_ids "$project"; done
+    for id in "${CT_PODS[@]}"; do pm pod rm -f -t 1 "$id" >/dev/null 2>&1 || true; done
+    for id in "${CT_CONTAINERS[@]}"; do pm rm -f -t 1 "$id" >/dev/null 2>&1 || true; done
+    for id in "${CT_NETWORKS[@]}"; do pm network rm "$id" >/dev/null 2>&1 || true; done
     if [ "${CT_PURGE:-0}" = 1 ]; then
-        for entry in "${CT_IMAGES[@]}"; do pm rmi -f "$entry" >/dev/null 2>&1 || true; done
+        for id in "${CT_IMAGES[@]}"; do pm rmi -f "$id" >/dev/null 2>&1 || true; done
     fi
+}
+
+# ct_image_id NAME: the ID of image NAME, recorded for CT_PURGE.
+ct_record_image() {
+    local id
+    id=$(pm image inspect --format '{{.Id}}' "$1" 2>/dev/null) && CT_IMAGES+=("$id")
 }
 
 # ------------------------------------------------------------------ base images
@@ -118,7 +147,7 @@ ensure_image() {
         redis:*) make_redis "$full" ;;
         *) echo "no recipe for $name"; return 1 ;;
     esac || return 1
-    CT_IMAGES+=("$full")
+    ct_record_image "$full"
 }
 
 # make_debian NAME TAG: debootstrap --variant=minbase SUITE, trimmed like the official -slim
@@ -159,14 +188,12 @@ host_toolchain() {
 # host's rustup toolchain of that version at the official image's paths (RUSTUP_HOME, CARGO_HOME).
 # Debian's own rustc (1.63 in bookworm) is too old for this crate, so the host's is required.
 make_rust() {
-    local name=$1 version=${2%%-*} suite=${2#*-} sysroot c=$CT_PREFIX-mkrust
+    local name=$1 version=${2%%-*} suite=${2#*-} sysroot c
     sysroot=$(host_toolchain "$version") || { echo "no rustup toolchain $version on this host (rustup toolchain install $version)"; return 1; }
     ensure_image "debian:$suite-slim" || return 1
     say "making $name from debian:$suite-slim + $sysroot"
-    CT_CONTAINERS+=("$c")
-    pm rm -f "$c" >/dev/null 2>&1
     # shellcheck disable=SC2016  # expanded by the container's shell
-    pm run --name "$c" --network host -v "$sysroot:/mnt/toolchain:ro" "$(qualified "debian:$suite-slim")" \
+    c=$(pm create --name "$CT_PREFIX-mkrust" --network host -v "$sysroot:/mnt/toolchain:ro" "$(qualified "debian:$suite-slim")" \
         sh -ec '
             apt-get update -qq
             DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -176,7 +203,9 @@ make_rust() {
             mkdir -p "$tc" /usr/local/cargo/bin
             cp -a /mnt/toolchain/bin /mnt/toolchain/lib /mnt/toolchain/libexec "$tc/"
             for b in "$tc"/bin/*; do ln -s "$b" /usr/local/cargo/bin/; done
-            /usr/local/cargo/bin/cargo --version' || return 1
+            /usr/local/cargo/bin/cargo --version') || return 1
+    CT_CONTAINERS+=("$c")
+    pm start -a "$c" || return 1
     pm commit -q \
         --change 'ENV RUSTUP_HOME=/usr/local/rustup' --change 'ENV CARGO_HOME=/usr/local/cargo' \
         --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -188,13 +217,11 @@ make_rust() {
 # WORKDIR /data, and an entrypoint that runs redis-server when the arguments are options (so a
 # Kubernetes `args:` list works), with protected mode off as the official image builds it.
 make_redis() {
-    local name=$1 c=$CT_PREFIX-mkredis
+    local name=$1 c
     ensure_image debian:bookworm-slim || return 1
     say "making $name from debian:bookworm-slim + Debian's redis-server"
-    CT_CONTAINERS+=("$c")
-    pm rm -f "$c" >/dev/null 2>&1
     # shellcheck disable=SC2016  # expanded by the container's shell
-    pm run --name "$c" --network host "$(qualified debian:bookworm-slim)" sh -ec '
+    c=$(pm create --name "$CT_PREFIX-mkredis" --network host "$(qualified debian:bookworm-slim)" sh -ec '
         groupadd --system --gid 999 redis
         useradd --system --uid 999 --gid redis --home-dir /data --shell /usr/sbin/nologin redis
         apt-get update -qq
@@ -208,7 +235,9 @@ if [ "${1#-}" != "$1" ] || [ -z "$1" ]; then set -- redis-server "$@"; fi
 if [ "$1" = redis-server ]; then shift; set -- redis-server --protected-mode no "$@"; fi
 exec "$@"
 EOF
-        chmod 0755 /usr/local/bin/docker-entrypoint.sh' || return 1
+        chmod 0755 /usr/local/bin/docker-entrypoint.sh') || return 1
+    CT_CONTAINERS+=("$c")
+    pm start -a "$c" || return 1
     pm commit -q --change 'WORKDIR /data' --change 'EXPOSE 6379' \
         --change 'ENTRYPOINT ["docker-entrypoint.sh"]' --change 'CMD ["redis-server"]' \
         "$c" "$name" >/dev/null || return 1

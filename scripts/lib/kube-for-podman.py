@@ -12,10 +12,12 @@ contexts, resources, volumes' mount points) as they are:
   (the ..data symlink swapped atomically on an update), so a ConfigMap edit reaches the pod the
   same way;
 - the ports of the container named --publish get hostPorts on 127.0.0.1, so probes and curl reach
-  them from the host; replicas become 1 (podman runs one pod per Deployment).
+  them from the host; replicas become 1 (podman runs one pod per Deployment);
+- each Deployment's name gets --name-prefix, as a namespace would keep it apart: the pods that
+  podman names after it cannot collide with anyone else's on this machine.
 
 Usage: kube-for-podman.py OUT.yaml --ips IP,IP,.. --configmap-dir DIR --publish NAME=PORT:HOSTPORT,..
-       MANIFEST...
+       [--name-prefix PREFIX] MANIFEST...
 Prints one line per Deployment: "name ip"; writes each ConfigMap's files into DIR/<configmap>.src/.
 """
 
@@ -92,6 +94,7 @@ def main():
     ap.add_argument("--ips", required=True)
     ap.add_argument("--configmap-dir", required=True)
     ap.add_argument("--publish", default="")
+    ap.add_argument("--name-prefix", default="")
     args = ap.parse_args()
 
     docs = load(args.manifests)
@@ -107,6 +110,7 @@ def main():
     for doc in workloads:
         adapt_workload(doc, aliases, configmaps, args.configmap_dir, publish)
         print(doc["metadata"]["name"], ip_of[doc["metadata"]["name"]])
+        doc["metadata"]["name"] = args.name_prefix + doc["metadata"]["name"]
 
     for name, cm in configmaps.items():
         os.makedirs(f"{args.configmap_dir}/{name}.src", exist_ok=True)

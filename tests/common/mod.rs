@@ -31,6 +31,4 @@ pub use http::{
 };
 pub use metrics::{metric_sum, metric_value};
 pub use net::{free_port, port_open, wait_until};
-pub use process::{
-    rss_bytes, signal, ChildGuard, Echo, PidGuard, RedisServer, Tollgate, TOLLGATE,
-};
+pub use process::{rss_bytes, signal, ChildGuard, Echo, PidGuard, RedisServer, Tollgate, TOLLGATE};
