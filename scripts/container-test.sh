@@ -3,7 +3,7 @@
 # user would, with podman: the compose stack (podman-compose), the Kubernetes manifests
 # (podman kube play), the systemd unit (systemd-analyze verify) and the upgrade script against a
 # running tollgate outside any container. Checks the documented behaviour of each and removes
-# every container, pod, network and volume it created (by the names it gave them).
+# every container, pod and network it created, by the IDs it recorded (never by a name pattern).
 #
 #   scripts/container-test.sh [STAGE...]      STAGE: image compose kube systemd (default: all)
 #
@@ -23,6 +23,7 @@
 # Environment:
 #   CT_PURGE=1       also remove the images made or built here at the end (default: keep as a cache)
 #   CT_KEEP=1        leave the containers and pods running at the end (for a look around)
+#   CT_REUSE_IMAGE=1 do not rebuild localhost/tollgate:latest when it exists (while developing this)
 #   CT_RUNTIME       OCI runtime (default runc: crun refuses the hybrid cgroup setup of some hosts)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
