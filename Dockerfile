@@ -33,7 +33,7 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=0
 #    Every target path that Cargo.toml names explicitly (a [[test]] or [[bench]] too) gets a stub,
 #    because cargo refuses a manifest whose targets are missing.
 #    The workspace has two members: the gateway (.) and the echo upstream (echo/).
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY echo/Cargo.toml ./echo/
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN mkdir -p src echo/src \
@@ -50,6 +50,11 @@ RUN mkdir -p src echo/src \
 COPY src ./src
 COPY echo/src ./echo/src
 COPY scripts/redis ./scripts/redis
+# `tollgate --version` names the commit; the build context has no .git, so pass it in:
+#   docker build --build-arg TOLLGATE_GIT_COMMIT=$(git rev-parse --short=12 HEAD) .
+# Declared here, after the dependency layer, so that a new commit does not rebuild the dependencies.
+ARG TOLLGATE_GIT_COMMIT=unknown
+ENV TOLLGATE_GIT_COMMIT=${TOLLGATE_GIT_COMMIT}
 # COPY keeps the files' original mtimes, which can be older than the stubs built above: touch them so
 # cargo sees the real sources as changed, and drop the stub crate's fingerprints to be certain.
 RUN find src echo/src -name '*.rs' -exec touch {} + \

@@ -23,8 +23,11 @@
 //!   `arc-swap`; read by the proxy and the admin service.
 //! * [`proxy`]: the Pingora `ProxyHttp` implementation and the answers it writes.
 //! * [`admin`], [`metrics`], [`access_log`], [`request_id`]: observability.
+//! * [`listener`]: the per-IP connection rate decided at accept time, and the HTTP/1 wire
+//!   guards under Pingora's parser.
 //! * [`app`]: the composition root (builds generations, wires the services); [`cli`]: the
-//!   command line.
+//!   command line; [`log_redact`]: the logger, which withholds secret header values at every
+//!   level.
 
 // A panic on the request path takes a worker down with every request it holds: fallible steps
 // return errors instead. Tests may unwrap.
@@ -37,6 +40,8 @@ pub mod cli;
 pub mod config;
 pub mod identity;
 pub mod limiter;
+pub mod listener;
+pub mod log_redact;
 pub mod metrics;
 pub mod proxy;
 pub mod request_id;

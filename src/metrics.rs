@@ -8,14 +8,19 @@ use std::time::Duration;
 
 use once_cell::sync::Lazy;
 use pingora_prometheus::prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec,
 };
 
 /// 100 µs to 10 s: a proxy hop to a slow upstream.
 const PROXY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
+];
+/// 10 ms to 10 min: how long the breaker stayed open (a probe round is ~100 ms at least).
+const BREAKER_OPEN_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0,
 ];
 /// 50 µs up: a Redis round trip on loopback is ~100 µs.
 const STORE_BUCKETS: &[f64] = &[
@@ -110,6 +115,29 @@ mod defs {
         )
         .expect("register tollgate_config_generation")
     });
+    pub static BREAKER_STATE: Lazy<IntGauge> = Lazy::new(|| {
+        register_int_gauge!(
+            "tollgate_breaker_state",
+            "Circuit breaker in front of the store: 0 closed, 1 half-open, 2 open"
+        )
+        .expect("register tollgate_breaker_state")
+    });
+    pub static BREAKER_TRANSITIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+        register_int_counter_vec!(
+            "tollgate_breaker_transitions_total",
+            "Circuit breaker state changes, by the state entered (open, half_open, closed)",
+            &["to"]
+        )
+        .expect("register tollgate_breaker_transitions_total")
+    });
+    pub static BREAKER_OPEN_DURATION: Lazy<Histogram> = Lazy::new(|| {
+        register_histogram!(
+            "tollgate_breaker_open_duration_seconds",
+            "How long the circuit breaker stayed open (probes included) before it closed",
+            BREAKER_OPEN_BUCKETS.to_vec()
+        )
+        .expect("register tollgate_breaker_open_duration_seconds")
+    });
     pub static ACCESS_LOG_DROPPED: Lazy<IntCounterVec> = Lazy::new(|| {
         register_int_counter_vec!(
             "tollgate_access_log_dropped_total",
@@ -125,6 +153,24 @@ mod defs {
             &["identity"]
         )
         .expect("register tollgate_top_limited")
+    });
+    pub static CONNECTIONS_REFUSED: Lazy<IntCounterVec> = Lazy::new(|| {
+        register_int_counter_vec!(
+            "tollgate_connections_refused_total",
+            "Client connections closed at accept time, by reason (rate: connection_rate.per_ip)",
+            &["reason"]
+        )
+        .expect("register tollgate_connections_refused_total")
+    });
+    /// The one child the accept path touches, resolved once (no label lookup per accept).
+    pub static CONNECTIONS_REFUSED_RATE: Lazy<IntCounter> =
+        Lazy::new(|| CONNECTIONS_REFUSED.with_label_values(&["rate"]));
+    pub static CONNECTIONS_UNTRACKED: Lazy<IntCounter> = Lazy::new(|| {
+        register_int_counter!(
+            "tollgate_connection_rate_untracked_total",
+            "Connections admitted without a per-IP count because the rate table was full"
+        )
+        .expect("register tollgate_connection_rate_untracked_total")
     });
 }
 
@@ -147,8 +193,15 @@ pub fn init() {
     Lazy::force(&GENERATION);
     Lazy::force(&ACCESS_LOG_DROPPED);
     Lazy::force(&TOP_LIMITED);
+    Lazy::force(&CONNECTIONS_REFUSED_RATE);
+    Lazy::force(&CONNECTIONS_UNTRACKED);
+    Lazy::force(&BREAKER_STATE);
+    Lazy::force(&BREAKER_OPEN_DURATION);
     for r in ["success", "failure"] {
         RELOADS.with_label_values(&[r]);
+    }
+    for to in ["open", "half_open", "closed"] {
+        BREAKER_TRANSITIONS.with_label_values(&[to]);
     }
 }
 
@@ -211,4 +264,25 @@ pub fn set_top_limited(top: &[(String, u64)]) {
 
 pub fn access_log_dropped(reason: &str) {
     ACCESS_LOG_DROPPED.with_label_values(&[reason]).inc();
+}
+
+pub fn connection_refused() {
+    CONNECTIONS_REFUSED_RATE.inc();
+}
+
+pub fn connection_untracked() {
+    CONNECTIONS_UNTRACKED.inc();
+}
+
+/// The breaker's state (0 closed, 1 half-open, 2 open). Called on transitions only.
+pub fn breaker_state(state: i64) {
+    BREAKER_STATE.set(state);
+}
+
+/// One breaker transition; `open_for` on closing: how long it had been open.
+pub fn breaker_transition(to: &str, open_for: Option<Duration>) {
+    BREAKER_TRANSITIONS.with_label_values(&[to]).inc();
+    if let Some(d) = open_for {
+        BREAKER_OPEN_DURATION.observe(d.as_secs_f64());
+    }
 }

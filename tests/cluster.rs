@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::cluster::{cli, RedisCluster};
+use common::cluster::{cli, sliding_log_entries, RedisCluster};
 use proptest::prelude::*;
 use proptest::test_runner::Config as ProptestConfig;
 use tollgate::limiter::{
@@ -473,7 +473,7 @@ fn a_killed_master_fails_over_and_the_store_answers_again() {
         *kinds.entry(e.to_string()).or_default() += 1;
     }
     // How much of the log survived the crash (replication is asynchronous).
-    let survived: u64 = cli(promoted, &["ZCARD", &key]).parse().unwrap_or(0);
+    let survived: u64 = sliding_log_entries(promoted, &key).parse().unwrap_or(0);
     eprintln!(
         "failover: killed {killed} at {killed_at:?}, {promoted} promoted at {promoted_at:?}, store \
          answering at {recovered_at:?}; errors {} (first {first_err:?}, last {last_err:?}): {kinds:?}; \
@@ -620,7 +620,7 @@ fn a_slot_moved_under_load_keeps_the_limit_exact_with_no_failed_call() {
         LIMIT,
         "not exact across the move"
     );
-    assert_eq!(cli(r.to, &["ZCARD", &r.key]), LIMIT.to_string());
+    assert_eq!(sliding_log_entries(r.to, &r.key), LIMIT.to_string());
 }
 
 #[test]
@@ -642,7 +642,7 @@ fn a_slot_moved_to_a_new_master_under_load_keeps_the_limit_exact() {
         LIMIT,
         "not exact across the move"
     );
-    assert_eq!(cli(r.to, &["ZCARD", &r.key]), LIMIT.to_string());
+    assert_eq!(sliding_log_entries(r.to, &r.key), LIMIT.to_string());
 }
 
 /// Redis refuses a multi-key command while its slot is being migrated and only some of the
@@ -673,7 +673,7 @@ fn a_multi_key_tier_fails_only_while_its_slot_moves() {
     }
     // Failed calls recorded nothing, except one whose answer came back after its deadline.
     let admitted = r.tally.admitted.load(Ordering::Relaxed);
-    let stored: u64 = cli(r.to, &["ZCARD", &r.key]).parse().unwrap();
+    let stored: u64 = sliding_log_entries(r.to, &r.key).parse().unwrap();
     assert_eq!(admitted, LIMIT);
     assert!(
         stored >= LIMIT && stored <= LIMIT + errors.len() as u64,

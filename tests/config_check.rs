@@ -82,6 +82,15 @@ fn zero_window() {
 }
 
 #[test]
+fn sliding_log_above_its_bound() {
+    // 1,000,000 (the anonymous tier of the fixture) is accepted; one more is not.
+    refuses(
+        "sliding_log_too_large",
+        "23:16: field `tiers.free.limits[0].requests`: sliding_log keeps the last `requests` admissions (8 bytes each, about 8.4 MB per identity at 1000000); at most 1000000, use sliding_window or token_bucket above",
+    );
+}
+
+#[test]
 fn unknown_field() {
     refuses(
         "unknown_field",
@@ -109,10 +118,10 @@ fn route_to_unknown_upstream() {
 }
 
 #[test]
-fn duplicate_key_id() {
+fn keys_of_one_id_naming_two_tiers() {
     refuses(
-        "duplicate_key_id",
-        "27:7: field `keys[1].id`: duplicate id 'alice'",
+        "key_id_two_tiers",
+        "27:50: field `keys[1].tier`: keys of one id must name one tier: id 'alice' has 'anonymous' here and 'free' at keys[0]",
     );
 }
 

@@ -42,11 +42,14 @@ pub const fn row(yaml: &'static str, at: &'static str, message: &'static str) ->
     Row { yaml, at, message }
 }
 
+#[path = "config_errors/keys_file.rs"]
+mod keys_file;
 #[path = "config_errors/limits.rs"]
 mod limits;
 #[path = "config_errors/routing.rs"]
 mod routing;
 
+use keys_file::{KEYS_FILE, LONG_LINE};
 use limits::{DURATIONS, FILE, IDENTITY, KEYS, PARSING, TIERS};
 use routing::{LISTEN, REDIS, ROUTES, UPSTREAMS};
 
@@ -93,6 +96,52 @@ fn every_validation_message_names_line_column_and_field() {
                 ));
             }
         }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} rows differ:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}
+
+/// What `tollgate -t` would print for a config with `keys_file: keys.tsv` holding `tsv`, with
+/// the folder left out, or "accepted".
+fn tsv_verdict(yaml: &str, tsv: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "{}{}tiers: {{ t: {{ limits: [] }}, u: {{ limits: [] }} }}\nkeys_file: keys.tsv\n{yaml}",
+        upstreams!(),
+        routes!()
+    );
+    std::fs::write(dir.path().join("keys.tsv"), tsv).expect("write keys.tsv");
+    let path = dir.path().join("t.yaml");
+    match tollgate::config::load_str(&path, &config) {
+        Ok(_) => "accepted".to_string(),
+        Err(e) => e
+            .to_string()
+            .replace(&format!("{}/", dir.path().display()), ""),
+    }
+}
+
+#[test]
+fn every_keys_file_message_names_line_column_and_field() {
+    let mut wrong = Vec::new();
+    for (i, row) in KEYS_FILE.iter().enumerate() {
+        let got = tsv_verdict(row.yaml, row.tsv);
+        let expected = format!("keys.tsv:{}: {}", row.at, row.message);
+        assert!(!got.contains(SECRET), "keys_file[{i}] echoes a key: {got}");
+        if got != expected {
+            wrong.push(format!(
+                "keys_file[{i}]\n  tsv:      {:?}\n  expected: {expected}\n  got:      {got}",
+                row.tsv
+            ));
+        }
+    }
+    let long = format!("a\tt\t{}\n", "0".repeat(5000));
+    let got = tsv_verdict("", &long);
+    if got != format!("keys.tsv:1:1: field `id`: {LONG_LINE}") {
+        wrong.push(format!("long line: {got}"));
     }
     assert!(
         wrong.is_empty(),
@@ -192,6 +241,8 @@ fn every_message_in_the_source_has_a_row() {
             !TABLES
                 .iter()
                 .any(|(_, rows)| rows.iter().any(|r| r.message.contains(text.as_str())))
+                && !KEYS_FILE.iter().any(|r| r.message.contains(text.as_str()))
+                && !LONG_LINE.contains(text.as_str())
         })
         .collect();
     assert!(missing.is_empty(), "messages without a row: {missing:?}");

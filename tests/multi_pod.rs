@@ -105,7 +105,7 @@ fn reload_skew_a_changed_algorithm_is_a_second_counter() {
         &echo.addr(),
         limit(10, "1h").named("pm").algorithm("token_bucket"),
     ));
-    // `...:pm:sl` and `...:pm:tb` are different keys: 10 on each, 20 in all while both
+    // `...:pm:slr` and `...:pm:tb` are different keys: 10 on each, 20 in all while both
     // generations serve.
     let per_replica = round_robin(&[&old, &new], 60);
     assert_eq!(per_replica, vec![10, 10]);

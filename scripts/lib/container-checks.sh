@@ -27,8 +27,11 @@ build_image() {
     # The host's cargo registry is mounted as an overlay: the build reads it, its writes vanish.
     local t0 registry_mount=()
     [ -d "$HOME/.cargo/registry" ] && registry_mount=(-v "$HOME/.cargo/registry:/usr/local/cargo/registry:O")
+    # The commit for `tollgate --version`, as the Dockerfile asks (the context has no .git).
+    GIT_COMMIT=$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
     t0=$(date +%s)
     if ! pm build --format docker --pull=never --network host "${registry_mount[@]}" \
+        --build-arg "TOLLGATE_GIT_COMMIT=$GIT_COMMIT" \
         -t tollgate:latest "$ROOT" >"$WORK/build.log" 2>&1; then
         tail -n 60 "$WORK/build.log"
         check "podman build" 0 1
@@ -61,6 +64,10 @@ stage_image() {
         "$(pm run --rm --network none --entrypoint sh "$IMAGE" -c 'for c in cargo rustc cc gcc cmake make strip; do command -v $c; done || true')"
     check "binaries in /usr/local/bin" "tollgate tollgate-echo" \
         "$(pm run --rm --network none --entrypoint sh "$IMAGE" -c 'ls /usr/local/bin | tr "\n" " " | sed "s/ $//"')"
+    if [ -n "${GIT_COMMIT:-}" ]; then
+        check "tollgate --version names the commit built ($GIT_COMMIT)" 1 \
+            "$(pm run --rm --network none "$IMAGE" --version 2>&1 | grep -c "(commit $GIT_COMMIT)")"
+    fi
     check "tollgate-echo runs" 1 \
         "$(pm run --rm --network none --entrypoint tollgate-echo "$IMAGE" --help 2>&1 | grep -c '^Usage: tollgate-echo')"
 

@@ -1,7 +1,7 @@
 -- peek: what every limit would answer a request of cost 0, for the admin API's usage read-out.
 -- It runs each algorithm's check and never its commit, so it charges nothing and records
--- nothing; the only write is the sliding log's trim of entries already outside the window, which
--- any later check would make too. Same calling convention as ratelimit.lua without the cost:
+-- nothing (no check writes; the sliding log's ring is only read). Same calling convention as
+-- ratelimit.lua without the cost:
 --   KEYS[i] = store key of limit i; ARGV[1] = now (µs, or 0 for Redis TIME);
 --   ARGV[3i-1], ARGV[3i], ARGV[3i+1] = algorithm code, limit, window in ms.
 -- Returns { n, then per limit: remaining, reset_ms }.

@@ -60,7 +60,19 @@ ev() {
   done
   r EVALSHA "$sha" "${#keys[@]}" "${keys[@]}" "$now" "$cost" "${args[@]}" | tr '\n' ' ' | sed 's/ $//'
 }
-field() { echo "$1" | cut -d' ' -f"$2"; }   # field "$out" 5 -> retry of limit 1
+field() { echo "$1" | cut -d' ' -f"$2"; }
+# ring KEY -> "slots width t1 t2 ..." for a sliding_log ring: its admission times in µs, oldest
+# first, 0 for an empty slot (the layout is in sliding_log.lua and README.md).
+RING_LUA="local s = redis.call('GET', KEYS[1]) if not s then return {} end
+local base, floor, newest, head, hint, n, width = struct.unpack('<I8I8I8I3I3I3I1', s)
+local fmt = width == 4 and '<I4' or '<I8'
+local out = { n, width }
+for i = 0, n - 1 do
+  local off = struct.unpack(fmt, s, 35 + ((head + i) % n) * width)
+  out[#out + 1] = off == 0 and 0 or base + off
+end
+return out"
+ring() { r EVAL "$RING_LUA" 1 "$1" | tr '\n' ' ' | sed 's/ $//'; }   # field "$out" 5 -> retry of limit 1
 num() { if [[ $1 =~ ^-?[0-9]+$ ]]; then echo "$1"; else echo -999999999; fi; }  # errors stay numeric
 
 SL=1; SW=2; FW=3; TB=4
@@ -78,13 +90,15 @@ expect "sl 4th denied, retry when the oldest leaves" "0 1 0 0 59997 59997" "$(ev
 expect "sl denied 1us before the boundary" "0 1 0 0 1 1" "$(ev $((B + Wus - 1)) 1 $k,$SL,$L,$W)"
 expect "sl admitted exactly at the boundary" "1 1 1 0 0 1" "$(ev $((B + Wus)) 1 $k,$SL,$L,$W)"
 expect "sl full again at the boundary" "0 1 0 0 1 1" "$(ev $((B + Wus)) 1 $k,$SL,$L,$W)"
-expect "sl set holds exactly L" "3" "$(r ZCARD $k)"
+expect "sl ring: L slots of 4 bytes, the last L admissions, oldest first" \
+  "3 4 $((B + MS)) $((B + 2 * MS)) $((B + Wus))" "$(ring $k)"
+expect "sl ring is 34 + 4L bytes" "46" "$(r STRLEN $k)"
 pttl=$(num "$(r PTTL $k)")
 expect "sl TTL is the window" "1" "$(( pttl > 55000 && pttl <= W ))"
 # Two requests in the same microsecond are two distinct members.
 k="sl:{same-us}:b"
 ev $B 1 $k,$SL,5,$W >/dev/null; ev $B 1 $k,$SL,5,$W >/dev/null
-expect "sl same-microsecond members are unique" "2" "$(r ZCARD $k)"
+expect "sl same-microsecond admissions are two slots" "5 4 0 0 0 $B $B" "$(ring $k)"
 
 # --- sliding_log: randomised, never more than L in any window ---------------------------------
 # Commands are independent of earlier answers, so one redis-cli runs them all.
@@ -113,6 +127,56 @@ for ((i = 0; i + L < ${#admitted[@]}; i++)); do
 done
 expect "sl random: no window holds more than L" "0" "$violations"
 expect "sl random: some requests admitted, some denied" "1" "$(( n_adm > 20 && n_adm < 300 ))"
+
+# --- sliding_log: the ring (limit changes, clock steps, widths, large rings, rebasing) ---------
+digest() { r EVAL "return redis.sha1hex(redis.call('GET', KEYS[1]) or '')" 1 "$1"; }
+k="ring:{grow}:b"; W=60000; Wus=$((W * MS))
+for t in 0 1 2; do ev $((B + t * MS)) 1 $k,$SL,3,$W >/dev/null; done
+before=$(digest $k)
+expect "ring refused request" "0 1 0 0 59997 59997" "$(ev $((B + 3 * MS)) 1 $k,$SL,3,$W)"
+expect "ring refused request writes nothing" "$before" "$(digest $k)"
+expect "ring grows when the limit goes up, keeping its slots" "1 1 1 1 0 59997" "$(ev $((B + 3 * MS)) 1 $k,$SL,5,$W)"
+expect "ring grown: empty slots first" "5 4 0 $B $((B + MS)) $((B + 2 * MS)) $((B + 3 * MS))" "$(ring $k)"
+expect "ring over a lowered limit: k-th oldest decides" "0 1 0 0 59998 59996" "$(ev $((B + 4 * MS)) 1 $k,$SL,2,$W)"
+expect "ring not shrunk by a refusal" "5" "$(ring $k | cut -d' ' -f1)"
+expect "ring admits once enough left the window" "1 1 1 0 0 1" "$(ev $((B + Wus + 2 * MS)) 1 $k,$SL,2,$W)"
+expect "ring shrunk to the new limit, newest kept" "2 4 $((B + 3 * MS)) $((B + Wus + 2 * MS))" "$(ring $k)"
+
+k="ring:{back}:b"
+expect "clock: first" "1 1 1 2 0 60000" "$(ev $((B + 10 * S)) 1 $k,$SL,3,$W)"
+expect "clock 5 s back: admitted, counted from the newest slot" "1 1 1 1 0 65000" "$(ev $((B + 5 * S)) 1 $k,$SL,3,$W)"
+expect "clock back: written at the newest slot, in order" "3 4 0 $((B + 10 * S)) $((B + 10 * S))" "$(ring $k)"
+pttl=$(num "$(r PTTL $k)")
+expect "clock back: TTL covers the newest slot" "1" "$(( pttl > 60000 && pttl <= 65000 ))"
+ev $((B + 5 * S)) 1 $k,$SL,3,$W >/dev/null
+retry_is_exact_sl() {
+  local out retry
+  out=$(ev "$2" 1 "$3"); retry=$(num "$(field "$out" 5)")
+  expect "$1: denied" "0" "$(field "$out" 1)"
+  expect "$1: denied at retry - 1 ms" "0" "$(field "$(ev $(($2 + (retry - 1) * MS)) 1 "$3")" 1)"
+  expect "$1: admitted at retry" "1" "$(field "$(ev $(($2 + retry * MS)) 1 "$3")" 1)"
+}
+retry_is_exact_sl "clock back: retry" $((B + 6 * S)) $k,$SL,3,$W
+
+k="ring:{hour}:b"
+ev $B 1 $k,$SL,2,3600000 >/dev/null
+expect "a window over 35.8 min takes 8-byte slots" "2 8 0 $B" "$(ring $k)"
+
+k="ring:{large}:b"   # 3,000 slots = 12,034 bytes: read near its hint, not whole
+expect "large ring: one call takes 2999" "1 1 1 1 0 60000" "$(ev $B 2999 $k,$SL,3000,$W)"
+expect "large ring: last unit" "1 1 1 0 0 59999" "$(ev $((B + MS)) 1 $k,$SL,3000,$W)"
+expect "large ring: full" "0 1 0 0 59998 59998" "$(ev $((B + 2 * MS)) 1 $k,$SL,3000,$W)"
+expect "large ring: 2999 leave at once, remaining by binary search" "1 1 1 2994 0 1" "$(ev $((B + Wus)) 5 $k,$SL,3000,$W)"
+expect "large ring: wrapped head, k-th oldest" "0 1 0 2994 60000 1" "$(ev $((B + Wus)) 2996 $k,$SL,3000,$W)"
+expect "large ring is 34 + 4L bytes" "12034" "$(r STRLEN $k)"
+
+k="ring:{rebase}:b"; W=1800000   # 30 min: 4-byte offsets overflow after 71.6 min from base
+M=$((60 * S))
+for t in 0 20 40; do ev $((B + t * M)) 1 $k,$SL,3,$W >/dev/null; done
+expect "rebase: offsets outgrow 32 bits, ring rebuilt on a new base" "1 1 1 1 0 1200000" "$(ev $((B + 50 * M)) 1 $k,$SL,3,$W)"
+expect "rebase: live slots kept, dead ones dropped" "3 4 0 $((B + 40 * M)) $((B + 50 * M))" "$(ring $k)"
+expect "rebase: answers continue" "0 1 0 1 600000 600000" "$(ev $((B + 60 * M)) 2 $k,$SL,3,$W)"
+W=60000
 
 # --- fixed_window: up to 2L across a boundary --------------------------------------------------
 k="fw:{a}:b"; W=60000; L=5
@@ -178,7 +242,7 @@ expect "multi 2" "1" "$(field "$(ev $((B + MS)) 1 "${lim[@]}")" 1)"
 out=$(ev $((B + 2 * MS)) 1 "${lim[@]}")
 expect "multi 3 denied by the first limit only" "0 4 0 0 59998 59998 1 2 0 59998 1 7 0 17998 1 7 0 59998" "$out"
 expect "multi: denied request not counted in fixed_window" "2" "$(r HGET $b k)"
-expect "multi: denied request not counted in sliding_log" "2" "$(r ZCARD $a)"
+expect "multi: denied request not counted in sliding_log" "2 4 $B $((B + MS))" "$(ring $a)"
 expect "multi: denied request not counted in token_bucket" "$((B + 2 * 6000000))" "$(r GET $c)"
 expect "multi: denied request not counted in sliding_window" "2" "$(r HGET $d k)"
 # Denial by the last limit: the earlier ones are not charged either.
@@ -191,7 +255,7 @@ k="c:{a}:sl"
 expect "cost 3 of 5" "1 1 1 2 0 60000" "$(ev $B 3 $k,$SL,5,$W)"
 expect "cost 3 with 2 left: denied, remaining 2" "0 1 0 2 59999 59999" "$(ev $((B + MS)) 3 $k,$SL,5,$W)"
 expect "cost 2 with 2 left" "1 1 1 0 0 59998" "$(ev $((B + 2 * MS)) 2 $k,$SL,5,$W)"
-expect "cost recorded as members" "5" "$(r ZCARD $k)"
+expect "cost takes one slot per unit" "5 4 $B $B $B $((B + 2 * MS)) $((B + 2 * MS))" "$(ring $k)"
 expect "cost 3 needs the 1st oldest gone" "0 1 0 0 59997 59997" "$(ev $((B + 3 * MS)) 3 $k,$SL,5,$W)"
 k="c:{a}:fw"
 expect "fw cost 4 of 5" "1 1 1 1 0 60000" "$(ev $B 4 $k,$FW,5,$W)"
@@ -238,7 +302,7 @@ k="time:{a}:sl"
 before=$(date +%s%6N)
 ev 0 1 $k,$SL,5,$W >/dev/null
 after=$(date +%s%6N)
-score=$(num "$(r ZRANGE $k 0 0 WITHSCORES | sed -n 2p)")
+score=$(num "$(ring $k | cut -d' ' -f7)")
 expect "now=0 uses Redis TIME" "1" "$(( score >= before - 1000000 && score <= after + 1000000 ))"
 err=$(r EVALSHA "$sha" 1 k 0 1 1 5 2>&1 || true)
 expect "wrong argument count is an error" "1" "$(case "$err" in *tollgate*) echo 1 ;; *) echo 0 ;; esac)"

@@ -18,7 +18,7 @@ pub async fn read(generation: &Generation, id: &str) -> Response<Vec<u8>> {
     let Some(entry) = generation.snapshot.key_by_id(id) else {
         return unknown(id);
     };
-    let budgets = budgets(entry);
+    let budgets = budgets(&entry);
     let usage = match generation.limiter.peek(&budgets).await {
         Ok(u) => u,
         Err(e) => return store_down(&e),
@@ -50,7 +50,7 @@ pub async fn clear(
     let Some(entry) = generation.snapshot.key_by_id(id) else {
         return unknown(id);
     };
-    let result = generation.limiter.reset(&budgets(entry)).await;
+    let result = generation.limiter.reset(&budgets(&entry)).await;
     let who = peer.map_or_else(|| "an unknown peer".to_string(), |p| p.to_string());
     match result {
         Ok(()) => {

@@ -50,6 +50,7 @@ fn build(
     memory: &Arc<MemoryStore>,
     top: &Arc<TopLimited>,
 ) -> Result<Generation, String> {
+    crate::log_redact::set_key_header(snapshot.key_header.as_str());
     let mut upstreams = HashMap::new();
     for (name, settings) in &snapshot.upstreams {
         let reuse = previous
@@ -85,7 +86,8 @@ fn redis_limiter(settings: &RedisSettings, memory: &Arc<MemoryStore>) -> Limiter
         &settings.key_prefix,
         settings.timeout,
         Clock::Store,
-    );
+    )
+    .with_late_horizon(settings.breaker.late_answer_horizon());
     Limiter::with_store(Arc::new(store), settings, memory.clone())
 }
 
@@ -112,5 +114,9 @@ impl ApplyConfig for Assembler {
 
     fn current_hash(&self) -> [u8; 32] {
         self.state.load().snapshot.content_hash
+    }
+
+    fn current_snapshot(&self) -> Arc<Snapshot> {
+        self.state.load().snapshot.clone()
     }
 }

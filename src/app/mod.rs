@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pingora::apps::http_app::HttpServer;
-use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
@@ -17,6 +17,7 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::cli::Cli;
 use crate::config::reload::Reloader;
+use crate::listener::{ConnectionRateFilter, Frontline};
 use crate::proxy::Gateway;
 use crate::{access_log, config, metrics};
 use assemble::Assembler;
@@ -35,11 +36,12 @@ pub fn check(cli: &Cli) -> Result<String, String> {
         })?;
     }
     Ok(format!(
-        "{}: ok ({} routes, {} tiers, {} keys)",
+        "{}: ok ({} routes, {} tiers, {} keys of {} ids)",
         cli.config.display(),
         snapshot.routes.len(),
         snapshot.tiers.len(),
-        snapshot.keys.len()
+        snapshot.keys.len(),
+        snapshot.keys.id_count()
     ))
 }
 
@@ -49,13 +51,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
     let admin_listen = snapshot.admin_listen.clone();
     let log_settings = snapshot.access_log.clone();
 
-    let opt = Opt {
-        upgrade: cli.pingora.upgrade,
-        daemon: cli.pingora.daemon,
-        nocapture: false,
-        test: false,
-        conf: cli.pingora.conf.clone(),
-    };
+    let opt = cli.pingora.to_opt();
     let mut server = Server::new(Some(opt)).map_err(|e| format!("pingora conf: {e}"))?;
     // Receives the listening sockets from the old process when started with -u.
     server.bootstrap();
@@ -73,14 +69,16 @@ pub fn run(cli: Cli) -> Result<(), String> {
         HealthChecker::new(state.clone()),
     ));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Gateway::new(state.clone()),
-        "tollgate proxy",
-    );
+    let gateway = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
+    let mut proxy = Service::new("tollgate proxy".to_string(), Frontline::new(gateway));
     for addr in &listen {
         proxy.add_tcp(addr);
     }
+    let rate_state = state.clone();
+    proxy.set_connection_filter(Arc::new(ConnectionRateFilter::new(Arc::new(move || {
+        let c = rate_state.load().snapshot.connection_rate?;
+        Some((c.per_ip, c.window))
+    }))));
     server.add_service(proxy);
 
     let mut admin = Service::new(

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use super::key_table::{now_ms, Lookup};
 use super::{AnonymousPolicy, KeyEntry, Snapshot, Tier};
 use crate::identity::{self, Rejection, StoreIdentity};
 
@@ -53,8 +54,11 @@ impl Snapshot {
     /// Resolves the caller. `key` is the raw key header value, if any.
     pub fn caller(&self, key: Option<&[u8]>, client: Option<IpAddr>) -> Result<Caller, Rejection> {
         match identity::presented_key(key)? {
-            Some(k) => match self.key_for(k) {
-                Some(entry) => Ok(Caller::Key(entry.clone())),
+            Some(k) => match self.keys.get(&identity::digest(k), now_ms) {
+                Some(Lookup::Active(entry)) => Ok(Caller::Key(Arc::new(entry.into()))),
+                // An expired or disabled key is refused as such, never treated as anonymous.
+                Some(Lookup::Expired) => Err(Rejection::ExpiredKey),
+                Some(Lookup::Disabled) => Err(Rejection::DisabledKey),
                 None if self.unknown_key_anonymous => self.anonymous(client, Rejection::UnknownKey),
                 None => Err(Rejection::UnknownKey),
             },

@@ -8,6 +8,7 @@
 mod caller;
 mod duration;
 mod error;
+pub mod key_table;
 mod positions;
 pub mod reload;
 pub mod schema;
@@ -18,7 +19,7 @@ pub use caller::Caller;
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use snapshot::{
-    AccessLogSettings, AnonymousPolicy, HealthCheckSettings, KeyEntry, LimitHeaders, OnError,
-    RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
+    AccessLogSettings, AnonymousPolicy, ConnectionRateSettings, HealthCheckSettings, KeyEntry,
+    KeysFile, LimitHeaders, OnError, RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
 };
-pub use validate::{load_file, load_str};
+pub use validate::{load_file, load_str, reload_keys};

@@ -4,6 +4,11 @@
 //! and counts `tollgate_config_reloads_total{result="failure"}`. The file is polled (metadata
 //! every `poll`, content hash only when that changes), which follows editors that write a temp
 //! file and rename it and Kubernetes ConfigMap symlink swaps alike, with no inotify subtleties.
+//!
+//! The keys file (`keys_file`) is polled the same way. When it alone changed (an edit of it, or
+//! a SIGHUP while the config file's bytes are those in force), only the key table is rebuilt and
+//! the rest of the snapshot is kept; the old table is dropped once the new one is in force, so
+//! at most two tables are ever held.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,7 +19,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use sha2::{Digest, Sha256};
 
-use super::{load_file, Snapshot};
+use super::{load_file, reload_keys, Snapshot};
 use crate::metrics;
 
 /// Something that can take a validated snapshot into service.
@@ -23,6 +28,8 @@ pub trait ApplyConfig: Send + Sync + 'static {
     fn apply(&self, snapshot: Snapshot) -> Result<u64, String>;
     /// The content hash of the snapshot in force.
     fn current_hash(&self) -> [u8; 32];
+    /// The snapshot in force.
+    fn current_snapshot(&self) -> Arc<Snapshot>;
 }
 
 pub struct Reloader<A: ApplyConfig> {
@@ -60,22 +67,67 @@ impl<A: ApplyConfig> Reloader<A> {
         Reloader { path, target, poll }
     }
 
-    fn reload(&self, trigger: Trigger) {
-        if trigger == Trigger::FileChange {
-            // A touch, or a rewrite with the same bytes, is not a change.
-            let Ok(bytes) = std::fs::read(&self.path) else {
-                return;
-            };
+    /// Whether the config file's bytes are those in force.
+    fn config_unchanged(&self) -> bool {
+        std::fs::read(&self.path).is_ok_and(|bytes| {
             let hash: [u8; 32] = Sha256::digest(&bytes).into();
-            if hash == self.target.current_hash() {
-                return;
+            hash == self.target.current_hash()
+        })
+    }
+
+    fn reload(&self, trigger: Trigger) {
+        // A touch, or a rewrite with the same bytes, is not a change; a SIGHUP then re-reads
+        // the keys file alone.
+        if self.config_unchanged() {
+            if trigger == Trigger::Signal {
+                self.reload_keys(trigger);
             }
+            return;
         }
         let why = match trigger {
             Trigger::Signal => "SIGHUP",
             Trigger::FileChange => "file change",
         };
-        match load_file(&self.path) {
+        self.put_in_force(why, load_file(&self.path));
+    }
+
+    /// The keys file of the snapshot in force.
+    fn current_keys_file(&self) -> Option<PathBuf> {
+        let current = self.target.current_snapshot();
+        current.keys_file.as_ref().map(|f| f.path.clone())
+    }
+
+    /// Rebuilds the key table alone. On a file change, a keys file with the bytes in force
+    /// is no change.
+    fn reload_keys(&self, trigger: Trigger) {
+        let current = self.target.current_snapshot();
+        if current.keys_file.is_none() {
+            // A SIGHUP without a keys file: the whole config, as ever.
+            drop(current);
+            return self.put_in_force("SIGHUP", load_file(&self.path));
+        }
+        let next = reload_keys(&current);
+        let unchanged = matches!(&next, Ok(Some(n)) if n.keys_file == current.keys_file);
+        // The old table stays referenced by the generation in force only.
+        drop(current);
+        if unchanged && trigger == Trigger::FileChange {
+            return;
+        }
+        match next {
+            Ok(Some(snapshot)) => {
+                let why = match trigger {
+                    Trigger::Signal => "SIGHUP, keys file",
+                    Trigger::FileChange => "keys file change",
+                };
+                self.put_in_force(why, Ok(snapshot));
+            }
+            Ok(None) => {}
+            Err(e) => self.put_in_force("keys file", Err(e)),
+        }
+    }
+
+    fn put_in_force(&self, why: &str, loaded: Result<Snapshot, super::ConfigError>) {
+        match loaded {
             Ok(snapshot) => match self.target.apply(snapshot) {
                 Ok(generation) => {
                     metrics::config_reload(true, generation);
@@ -117,6 +169,8 @@ impl<A: ApplyConfig> BackgroundService for Reloader<A> {
         let mut tick = tokio::time::interval(self.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last = stamp(&self.path);
+        let mut keys_path = self.current_keys_file();
+        let mut last_keys = keys_path.as_deref().and_then(stamp);
         loop {
             tokio::select! {
                 r = shutdown.changed() => {
@@ -126,15 +180,27 @@ impl<A: ApplyConfig> BackgroundService for Reloader<A> {
                 }
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
                     last = stamp(&self.path);
+                    last_keys = keys_path.as_deref().and_then(stamp);
                     self.reload(Trigger::Signal);
                 }
                 _ = tick.tick() => {
                     let now = stamp(&self.path);
+                    let now_keys = keys_path.as_deref().and_then(stamp);
                     if now.is_some() && now != last {
                         last = now;
+                        last_keys = now_keys;
                         self.reload(Trigger::FileChange);
+                    } else if now_keys.is_some() && now_keys != last_keys {
+                        last_keys = now_keys;
+                        self.reload_keys(Trigger::FileChange);
                     }
                 }
+            }
+            // A reload may have named another keys file.
+            let path = self.current_keys_file();
+            if path != keys_path {
+                last_keys = path.as_deref().and_then(stamp);
+                keys_path = path;
             }
         }
     }

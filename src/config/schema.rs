@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::duration::parse_duration;
+use crate::limiter::BreakerSettings;
 
 /// A duration written with a unit (`60s`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +37,26 @@ pub struct RawConfig {
     pub tiers: BTreeMap<String, RawTier>,
     #[serde(default)]
     pub keys: Vec<RawKey>,
+    /// A TSV of keys (`id`, `tier`, `sha256`, optional `expires`), relative to this file.
+    pub keys_file: Option<String>,
     #[serde(default)]
     pub access_log: RawAccessLog,
     /// SHA-256 (hex) of the admin API's bearer token.
     pub admin_token_sha256: Option<String>,
+    /// New connections per client address, decided at accept time.
+    pub connection_rate: Option<RawConnectionRate>,
+}
+
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnectionRate {
+    pub per_ip: u32,
+    #[serde(default = "default_connection_window")]
+    pub window: Dur,
+}
+
+fn default_connection_window() -> Dur {
+    Dur(Duration::from_secs(1))
 }
 
 fn default_listen() -> Vec<String> {
@@ -61,10 +78,27 @@ pub struct RawRedis {
     pub on_error: RawOnError,
     #[serde(default = "default_key_prefix")]
     pub key_prefix: String,
-    /// Consecutive failures that open the circuit breaker.
-    #[serde(default = "default_breaker_failures")]
-    pub breaker_failures: u32,
-    /// How long the breaker stays open before one probe is let through.
+    /// Deprecated (the breaker judges a failure rate now): stands in for `breaker_min_calls`
+    /// when that is not set.
+    pub breaker_failures: Option<u32>,
+    /// How far back the breaker judges the failure rate.
+    #[serde(default = "default_breaker_window")]
+    pub breaker_window: Dur,
+    /// Calls needed in the stretch judged before the breaker may open.
+    pub breaker_min_calls: Option<u32>,
+    /// Share of those calls that must have failed.
+    #[serde(default = "default_breaker_failure_ratio")]
+    pub breaker_failure_ratio: f64,
+    /// How far apart the failures must lie: a shorter burst is a blip.
+    #[serde(default = "default_breaker_failure_spread")]
+    pub breaker_failure_spread: Dur,
+    /// Open time before the first probes.
+    #[serde(default = "default_breaker_half_open_after")]
+    pub breaker_half_open_after: Dur,
+    /// Probe calls at once while half-open.
+    #[serde(default = "default_breaker_probes")]
+    pub breaker_probes: u32,
+    /// The longest open period (failed probes double it up to this).
     #[serde(default = "default_breaker_open")]
     pub breaker_open: Dur,
     /// Reject a key locally until Redis said its slot frees, without asking Redis again.
@@ -78,11 +112,23 @@ fn default_timeout_ms() -> u64 {
 fn default_key_prefix() -> String {
     "tollgate".to_string()
 }
-fn default_breaker_failures() -> u32 {
-    5
-}
 fn default_breaker_open() -> Dur {
-    Dur(Duration::from_secs(1))
+    Dur(BreakerSettings::default().open_max)
+}
+fn default_breaker_window() -> Dur {
+    Dur(BreakerSettings::default().window)
+}
+fn default_breaker_failure_ratio() -> f64 {
+    BreakerSettings::default().failure_ratio
+}
+fn default_breaker_failure_spread() -> Dur {
+    Dur(BreakerSettings::default().failure_spread)
+}
+fn default_breaker_half_open_after() -> Dur {
+    Dur(BreakerSettings::default().half_open_after)
+}
+fn default_breaker_probes() -> u32 {
+    BreakerSettings::default().probes
 }
 fn default_true() -> bool {
     true
@@ -249,6 +295,10 @@ pub struct RawKey {
     pub key: Option<String>,
     pub key_sha256: Option<String>,
     pub tier: String,
+    /// RFC 3339: from this instant the key is refused.
+    pub expires: Option<String>,
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq)]

@@ -9,14 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use subtle::ConstantTimeEq;
 
-use crate::identity::{self, KeyDigest, StoreIdentity};
+use super::key_table::{KeyRef, KeySpec, KeyTable};
+use crate::identity::{KeyDigest, StoreIdentity};
 
 use crate::limiter::Limit;
 pub use crate::limiter::{OnError, RedisSettings};
 
-#[derive(Debug)]
+/// Cloned only to replace the key table (a reload of the keys file alone): everything else in
+/// it is small.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     /// Where it was loaded from (for reload and error messages).
     pub source: PathBuf,
@@ -33,11 +35,23 @@ pub struct Snapshot {
     pub anonymous: AnonymousPolicy,
     pub trusted_proxies: Vec<IpNet>,
     pub tiers: HashMap<String, Arc<Tier>>,
-    /// SHA-256 of the API key → key entry.
-    pub keys: HashMap<KeyDigest, Arc<KeyEntry>, ahash::RandomState>,
+    /// Every key of `keys:` and of the keys file, by digest.
+    pub keys: Arc<KeyTable>,
+    /// The `keys:` entries, to rebuild the table when only the keys file changed.
+    pub yaml_keys: Arc<[KeySpec]>,
+    /// The keys file in force, if any.
+    pub keys_file: Option<KeysFile>,
     pub access_log: AccessLogSettings,
     /// The admin API's bearer token, as a digest (`TOLLGATE_ADMIN_TOKEN` overrides it).
     pub admin_token_sha256: Option<KeyDigest>,
+    pub connection_rate: Option<ConnectionRateSettings>,
+}
+
+/// `connection_rate`: at most `per_ip` new connections per `window` from one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionRateSettings {
+    pub per_ip: u32,
+    pub window: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,15 +111,44 @@ pub struct LimitHeaders {
     pub limit: http::HeaderValue,
 }
 
+/// The keys file a snapshot was built with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysFile {
+    /// Resolved against the config file's folder.
+    pub path: PathBuf,
+    /// Of the file's bytes: a rewrite with the same bytes is no change.
+    pub sha256: [u8; 32],
+}
+
+/// A caller's configured key, as a request carries it: built at lookup from the compact table
+/// (a few small allocations), never stored per key.
 #[derive(Debug)]
 pub struct KeyEntry {
     pub id: Arc<str>,
     pub tier: Arc<Tier>,
-    /// `k:<hex>`: the identity the store sees (a digest of the key, never the key).
+    /// `id:<id>`: the identity the store sees, the same for every key of the id.
     pub store_identity: StoreIdentity,
-    pub digest: KeyDigest,
-    /// `id` as a header value, computed once.
+    /// `id` as the `X-Tollgate-Key-Id` value.
     pub id_header: http::HeaderValue,
+}
+
+impl KeyEntry {
+    pub fn new(id: &str, tier: &Arc<Tier>) -> Self {
+        KeyEntry {
+            id: id.into(),
+            tier: tier.clone(),
+            store_identity: StoreIdentity::for_id(id),
+            // Ids are validated labels, always header-safe.
+            id_header: http::HeaderValue::from_str(id)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("invalid")),
+        }
+    }
+}
+
+impl From<KeyRef<'_>> for KeyEntry {
+    fn from(k: KeyRef<'_>) -> Self {
+        KeyEntry::new(k.id, k.tier)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -121,15 +164,8 @@ impl Snapshot {
         self.routes.iter().position(|r| path.starts_with(&r.prefix))
     }
 
-    /// The key entry with configured id `id` (any of its keys): a scan, for the admin API only.
-    pub fn key_by_id(&self, id: &str) -> Option<&Arc<KeyEntry>> {
-        self.keys.values().find(|k| &*k.id == id)
-    }
-
-    /// Looks a presented API key up by its digest, comparing digests in constant time.
-    pub fn key_for(&self, presented: &[u8]) -> Option<&Arc<KeyEntry>> {
-        let digest = identity::digest(presented);
-        let entry = self.keys.get(&digest)?;
-        bool::from(entry.digest.ct_eq(&digest)).then_some(entry)
+    /// The key entry of configured id `id` (any of its keys): a scan, for the admin API only.
+    pub fn key_by_id(&self, id: &str) -> Option<KeyEntry> {
+        self.keys.by_id(id).map(KeyEntry::from)
     }
 }

@@ -4,8 +4,9 @@
 //! (`config::Caller`).
 //!
 //! This module owns the whole path from a raw key to what the store sees: [`digest`] turns a key
-//! into a [`KeyDigest`], and [`StoreIdentity`] names a budget's counters (`k:<hex>` for a key,
-//! `ip:<addr>` for an anonymous caller), so a raw key goes no further than this module.
+//! into a [`KeyDigest`], and [`StoreIdentity`] names a budget's counters (`id:<id>` for a key's
+//! configured id, `ip:<addr>` for an anonymous caller), so a raw key goes no further than this
+//! module.
 
 mod client_ip;
 mod presented;

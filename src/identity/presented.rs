@@ -5,6 +5,10 @@
 pub enum Rejection {
     UnknownKey,
     MissingKey,
+    /// A configured key past its `expires` instant.
+    ExpiredKey,
+    /// A configured key with `disabled: true`.
+    DisabledKey,
     /// The key header is present but not valid text (bytes outside visible ASCII).
     MalformedKey,
 }

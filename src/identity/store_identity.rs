@@ -19,10 +19,13 @@ pub fn digest(raw: &[u8]) -> KeyDigest {
 pub struct StoreIdentity(Arc<str>);
 
 impl StoreIdentity {
-    /// `k:<32 hex>`: half the key's digest is plenty to keep identities apart and says nothing
-    /// about the key.
-    pub fn for_key(digest: &KeyDigest) -> Self {
-        StoreIdentity(format!("k:{}", hex::encode(&digest[..16])).into())
+    /// `id:<id>`: the counters of a key's configured id, so that every key of one id (a
+    /// rotation) shares one budget. Ids are labels (letters, digits, `_-.`), never key material.
+    pub fn for_id(id: &str) -> Self {
+        let mut s = String::with_capacity(3 + id.len());
+        s.push_str("id:");
+        s.push_str(id);
+        StoreIdentity(s.into())
     }
 
     /// `ip:<addr>` of an anonymous caller (`ip:unknown` when the address is not known).
@@ -49,11 +52,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_key_identity_is_a_digest_prefix_never_the_key() {
-        let id = StoreIdentity::for_key(&digest(b" secret-key "));
+    fn a_key_identity_is_its_id_never_the_key() {
         assert_eq!(digest(b"secret-key"), digest(b" secret-key\t"));
-        assert!(id.as_str().starts_with("k:") && id.as_str().len() == 34);
-        assert!(!id.as_str().contains("secret"));
+        assert_eq!(StoreIdentity::for_id("alice").as_str(), "id:alice");
     }
 
     #[test]

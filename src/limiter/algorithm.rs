@@ -39,7 +39,7 @@ impl Algorithm {
     /// that changes algorithm on reload starts a fresh counter instead of hitting WRONGTYPE.
     pub fn key_suffix(self) -> &'static str {
         match self {
-            Algorithm::SlidingLog => "sl",
+            Algorithm::SlidingLog => "slr",
             Algorithm::SlidingWindow => "sw",
             Algorithm::FixedWindow => "fw",
             Algorithm::TokenBucket => "tb",

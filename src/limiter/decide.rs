@@ -2,16 +2,27 @@
 //!
 //! Order of a decision: an unlimited tier needs no store; a cached denial answers locally; an
 //! open circuit breaker skips the store; otherwise the store decides within `timeout_ms`. When
-//! the store fails, `on_error` picks fail-open, fail-closed or the in-process limits.
+//! the store fails, `on_error` picks fail-open, fail-closed or the in-process limits, for that
+//! call only.
+//!
+//! A call that timed out is not thrown away: it keeps running in a task of its own (at most
+//! [`MAX_LATE_CALLS`] at once) and, when Redis answers after all, a denial warms the over-limit
+//! cache (the client already over its limit is refused again without a round trip) and the
+//! breaker learns that the store is alive.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::breaker::{Breaker, Permit};
+use super::breaker::{Breaker, BreakerState, Observer, Permit};
 use super::over_limit_cache::OverLimitCache;
+use super::store::LateAnswer;
 use super::{Budget, MemoryStore, OnError, RedisSettings, Store, StoreError, Verdict};
 use crate::metrics;
+
+/// Timed-out calls kept waiting for their late answer at once, per limiter: bounds the memory
+/// an outage can tie up before the breaker opens.
+pub const MAX_LATE_CALLS: usize = 10_000;
 
 /// Who produced a verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +52,9 @@ pub struct Limiter {
     local: Arc<MemoryStore>,
     on_error: OnError,
     timeout: Duration,
-    breaker: Breaker,
-    over_limit: Option<OverLimitCache>,
+    breaker: Arc<Breaker>,
+    over_limit: Option<Arc<OverLimitCache>>,
+    late_calls: Arc<AtomicUsize>,
     last_fallback_log_ms: AtomicU64,
     epoch: Instant,
     settings: Option<RedisSettings>,
@@ -56,8 +68,9 @@ impl Limiter {
             local,
             on_error: OnError::FailOpen,
             timeout: Duration::from_secs(1),
-            breaker: Breaker::new(u32::MAX, Duration::from_secs(1)),
+            breaker: Arc::new(Breaker::disabled()),
             over_limit: None,
+            late_calls: Arc::default(),
             last_fallback_log_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             settings: None,
@@ -70,13 +83,23 @@ impl Limiter {
         settings: &RedisSettings,
         local: Arc<MemoryStore>,
     ) -> Self {
+        metrics::breaker_state(BreakerState::Closed as i64);
+        let observer: Observer = Box::new(|t| {
+            metrics::breaker_state(t.to as i64);
+            metrics::breaker_transition(t.to.label(), t.open_for);
+        });
         Limiter {
             primary,
             local,
             on_error: settings.on_error,
             timeout: settings.timeout,
-            breaker: Breaker::new(settings.breaker_failures, settings.breaker_open),
-            over_limit: settings.over_limit_cache.then(OverLimitCache::new),
+            breaker: Arc::new(
+                Breaker::new(settings.breaker, Some(observer)).with_call_budget(settings.timeout),
+            ),
+            over_limit: settings
+                .over_limit_cache
+                .then(|| Arc::new(OverLimitCache::new())),
+            late_calls: Arc::default(),
             last_fallback_log_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             settings: Some(settings.clone()),
@@ -95,6 +118,10 @@ impl Limiter {
 
     pub fn breaker_open(&self) -> bool {
         self.breaker.is_open()
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
     }
 
     /// Decides one request. The over-limit cache keys a denial by the first budget's identity
@@ -124,13 +151,13 @@ impl Limiter {
             }
         }
         let permit = self.breaker.permit();
-        if permit == Permit::Reject {
+        if let Permit::Reject = permit {
             metrics::store_error(StoreError::CircuitOpen.kind());
             return self.fallback(StoreError::CircuitOpen, budgets, cost);
         }
-        match self.primary.check(budgets, cost).await {
+        match self.primary.check_keeping_late(budgets, cost).await {
             Ok(verdict) => {
-                self.breaker.on_success(permit);
+                self.breaker.record(permit, false);
                 if let Some(cache) = &self.over_limit {
                     cache.put(first.identity, scope, generation, &verdict);
                 }
@@ -139,12 +166,36 @@ impl Limiter {
                     source: Source::Store,
                 }
             }
-            Err(e) => {
+            Err((e, late)) => {
                 metrics::store_error(e.kind());
-                self.breaker.on_failure(permit);
+                self.breaker.record(permit, true);
+                if let Some(late) = late {
+                    self.await_late_answer(late, first.identity, scope, generation);
+                }
                 self.fallback(e, budgets, cost)
             }
         }
+    }
+
+    /// Lets a timed-out call finish in the background; see the module docs.
+    fn await_late_answer(&self, late: LateAnswer, identity: &str, scope: &str, generation: u64) {
+        if self.late_calls.fetch_add(1, Ordering::AcqRel) >= MAX_LATE_CALLS {
+            self.late_calls.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let in_flight = self.late_calls.clone();
+        let breaker = self.breaker.clone();
+        let cache = self.over_limit.clone();
+        let (identity, scope) = (identity.to_owned(), scope.to_owned());
+        tokio::spawn(async move {
+            if let Ok(verdict) = late.await {
+                breaker.late_answer();
+                if let Some(cache) = cache {
+                    cache.put(&identity, &scope, generation, &verdict);
+                }
+            }
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 
     fn fallback(&self, e: StoreError, budgets: &[Budget<'_>], cost: u64) -> Outcome {

@@ -19,14 +19,17 @@ pub mod store;
 mod verdict;
 
 pub use algorithm::Algorithm;
-pub use breaker::{Breaker, Permit};
+pub use breaker::{
+    Breaker, BreakerClock, BreakerSettings, BreakerState, MonotonicClock, Observer, Permit,
+    ProbeGuard, Transition,
+};
 pub use budget::{limit_count, Budget};
 pub use clock::Clock;
-pub use decide::{Limiter, Outcome, Source};
+pub use decide::{Limiter, Outcome, Source, MAX_LATE_CALLS};
 pub use limit::Limit;
 pub use over_limit_cache::OverLimitCache;
 pub use settings::{OnError, RedisSettings, RedisTarget};
 pub use store::memory::MemoryStore;
 pub use store::redis::{RedisStore, RATELIMIT_LUA};
-pub use store::{KeyBuilder, Store, StoreError};
+pub use store::{KeyBuilder, LateAnswer, Store, StoreError};
 pub use verdict::{LimitOutcome, Usage, Verdict};

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub use super::breaker::BreakerSettings;
+
 /// What a request gets when the store cannot decide in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnError {
@@ -30,7 +32,6 @@ pub struct RedisSettings {
     pub timeout: Duration,
     pub on_error: OnError,
     pub key_prefix: String,
-    pub breaker_failures: u32,
-    pub breaker_open: Duration,
+    pub breaker: BreakerSettings,
     pub over_limit_cache: bool,
 }

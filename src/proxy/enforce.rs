@@ -106,6 +106,8 @@ pub async fn unauthorized(
         UnknownKey => "the API key is not recognised",
         MissingKey => "an API key is required",
         MalformedKey => "the API key header is malformed",
+        ExpiredKey => "the API key has expired",
+        DisabledKey => "the API key is disabled",
     };
     let mut p = Problem::new(401, "Unauthorized", detail);
     p.request_id = Some(&ctx.request_id);

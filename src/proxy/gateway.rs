@@ -13,8 +13,9 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use super::headers::{self, Forwarding};
 use super::ratelimit_headers::header_pairs;
 use super::responses::Problem;
-use super::{enforce, record, RequestCtx};
+use super::{conformance, enforce, record, RequestCtx};
 use crate::config::Caller;
+use crate::listener::GuardedStream;
 use crate::state::SharedState;
 use crate::{identity, metrics, request_id};
 
@@ -36,12 +37,32 @@ impl ProxyHttp for Gateway {
         RequestCtx::default()
     }
 
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(guard) = GuardedStream::of(session.stream()) {
+            guard.begin_request();
+        }
+        // Pipelined requests are answered in order, each through every phase on its own.
+        session.set_pipelining_enabled(true);
+        Ok(())
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let generation = self.state.load();
         let snapshot = &generation.snapshot;
         let req = session.req_header();
         ctx.request_id = request_id::request_id(&req.headers);
         ctx.traceparent = Some(request_id::traceparent(&req.headers));
+        if let Some(why) = conformance::violation(session) {
+            session.set_keepalive(None);
+            let mut p = Problem::new(400, "Bad Request", why);
+            p.request_id = Some(&ctx.request_id);
+            return p.send(session).await;
+        }
+        let req = session.req_header();
         if headers::head_size(req) > headers::MAX_REQUEST_HEAD {
             let detail = format!(
                 "the request line and headers exceed {} bytes",
@@ -226,6 +247,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(guard) = GuardedStream::of(session.stream()) {
+            guard.end_request();
+        }
         if let Some(e) = e {
             if e.esource() != &ErrorSource::Downstream {
                 log::warn!(

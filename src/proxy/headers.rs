@@ -118,6 +118,7 @@ pub fn rewrite(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
     for n in &doomed {
         req.remove_header(n);
     }
+    normalize_content_length(req)?;
 
     if !f.route.preserve_host {
         req.insert_header(HOST, f.upstream_host)?;
@@ -153,6 +154,29 @@ pub fn rewrite(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Identical duplicate `Content-Length` values (`5` twice, or `5, 5`), which Pingora accepts,
+/// go out as one field: RFC 9110 §8.6 has a forwarding recipient replace them, and a strict
+/// upstream would refuse the request (or, worse, a lax one pick either). Differing values never
+/// get here: Pingora refuses them with 400.
+fn normalize_content_length(req: &mut RequestHeader) -> Result<()> {
+    let values = req.headers.get_all(http::header::CONTENT_LENGTH);
+    let mut iter = values.iter();
+    let (Some(first), second) = (iter.next(), iter.next()) else {
+        return Ok(());
+    };
+    if second.is_none() && !first.as_bytes().contains(&b',') {
+        return Ok(());
+    }
+    let single = first
+        .to_str()
+        .ok()
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default();
+    req.insert_header(http::header::CONTENT_LENGTH, single)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,5 +189,19 @@ mod tests {
         assert_eq!(strip_prefix(&u, "/proxy").unwrap(), "/");
         let u: Uri = "/other".parse().unwrap();
         assert!(strip_prefix(&u, "/proxy/").is_none());
+    }
+
+    #[test]
+    fn duplicate_content_lengths_go_out_as_one() {
+        let mut req = RequestHeader::build("POST", b"/", None).unwrap();
+        req.append_header("Content-Length", "5").unwrap();
+        req.append_header("Content-Length", "5").unwrap();
+        normalize_content_length(&mut req).unwrap();
+        let v: Vec<_> = req.headers.get_all("content-length").iter().collect();
+        assert_eq!(v, vec!["5"]);
+        let mut req = RequestHeader::build("POST", b"/", None).unwrap();
+        req.insert_header("Content-Length", "7, 7").unwrap();
+        normalize_content_length(&mut req).unwrap();
+        assert_eq!(req.headers["content-length"], "7");
     }
 }

@@ -5,6 +5,7 @@
 //! and record metrics and the access log in `logging`. The work itself lives in the sibling
 //! modules; the phase methods only call into them.
 
+mod conformance;
 mod ctx;
 mod enforce;
 mod gateway;

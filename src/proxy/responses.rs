@@ -1,7 +1,11 @@
 //! Answers tollgate writes itself, as RFC 9457 `application/problem+json`.
 //!
 //! Every answer carries `Content-Length`, so the client connection stays open after it (a 429
-//! must not cost the client its connection), and `X-Request-Id`.
+//! must not cost the client its connection), and `X-Request-Id`. A request body of up to
+//! 64 KiB that the client is still sending is read and dropped first (bounded in time), so that
+//! the connection survives the refusal; a larger one closes it after the answer.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -9,6 +13,11 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora::Result;
 use serde_json::Value;
+
+/// The largest request body read and dropped to keep the connection after a refusal.
+pub const MAX_DRAINED_BODY: usize = 64 * 1024;
+/// How long a client may take to finish sending such a body.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub const QUOTA_EXCEEDED: &str = "https://iana.org/assignments/http-problem-types#quota-exceeded";
 
@@ -79,6 +88,7 @@ impl<'a> Problem<'a> {
         let body = self.body();
         let header = self.header(body.len())?;
         let head_only = session.req_header().method == http::Method::HEAD;
+        drain_small_body(session).await;
         session
             .write_response_header(Box::new(header), head_only)
             .await?;
@@ -86,6 +96,48 @@ impl<'a> Problem<'a> {
             session.write_response_body(Some(body), true).await?;
         }
         Ok(true)
+    }
+}
+
+/// Reads and drops what is left of a small request body, or marks the connection for closing
+/// when the body is too large, too slow, or not sent yet (`Expect: 100-continue`).
+async fn drain_small_body(session: &mut Session) {
+    if session.is_http2() || session.get_keepalive().is_none() || session.is_body_done() {
+        return;
+    }
+    let headers = &session.req_header().headers;
+    let too_large = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > MAX_DRAINED_BODY as u64);
+    let awaits_continue = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if too_large || awaits_continue {
+        session.set_keepalive(None);
+        return;
+    }
+    let drained = async {
+        let mut total = 0usize;
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    total += chunk.len();
+                    if total > MAX_DRAINED_BODY {
+                        return false;
+                    }
+                }
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    };
+    let complete = tokio::time::timeout(DRAIN_TIMEOUT, drained)
+        .await
+        .unwrap_or(false);
+    if !complete {
+        session.set_keepalive(None);
     }
 }
 

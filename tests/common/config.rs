@@ -177,13 +177,15 @@ impl Route {
     }
 }
 
-/// One entry of `keys`: `{ id, key | key_sha256, tier }`.
+/// One entry of `keys`: `{ id, key | key_sha256, tier, expires?, disabled? }`.
 #[derive(Clone, Debug)]
 pub struct Key {
     id: String,
     key: Option<String>,
     key_sha256: Option<String>,
     tier: String,
+    expires: Option<String>,
+    disabled: bool,
 }
 
 impl Key {
@@ -193,7 +195,21 @@ impl Key {
             key: Some(key.to_string()),
             key_sha256: None,
             tier: tier.to_string(),
+            expires: None,
+            disabled: false,
         }
+    }
+
+    /// `expires: <RFC 3339>`.
+    pub fn expires(mut self, at: &str) -> Self {
+        self.expires = Some(at.to_string());
+        self
+    }
+
+    /// `disabled: true`.
+    pub fn disabled(mut self) -> Self {
+        self.disabled = true;
+        self
     }
 
     /// Adds a `key_sha256` (with `key` kept, the file is invalid: a test of that error).
@@ -210,7 +226,14 @@ impl Key {
         if let Some(h) = &self.key_sha256 {
             let _ = write!(s, ", key_sha256: {}", quoted(h));
         }
-        let _ = write!(s, ", tier: {} }}", self.tier);
+        let _ = write!(s, ", tier: {}", self.tier);
+        if let Some(at) = &self.expires {
+            let _ = write!(s, ", expires: {}", quoted(at));
+        }
+        if self.disabled {
+            s.push_str(", disabled: true");
+        }
+        s.push_str(" }");
         s
     }
 }
@@ -234,6 +257,8 @@ pub struct ConfigBuilder {
     keys: Vec<Key>,
     access_log: Option<String>,
     admin_token_sha256: Option<String>,
+    keys_file: Option<String>,
+    connection_rate: Option<(u32, Option<String>)>,
 }
 
 impl Default for ConfigBuilder {
@@ -255,6 +280,8 @@ impl ConfigBuilder {
             keys: Vec::new(),
             access_log: None,
             admin_token_sha256: None,
+            keys_file: None,
+            connection_rate: None,
         }
     }
 
@@ -297,6 +324,11 @@ impl ConfigBuilder {
         self.identity.retain(|(f, _)| *f != field);
         self.identity.push((field, value));
         self
+    }
+
+    /// `header`: the request header that carries the API key (`x-api-key` unless set).
+    pub fn key_header(self, name: &str) -> Self {
+        self.identity_field("header", quoted(name))
     }
 
     /// `anonymous: { tier: <tier> }`.
@@ -360,9 +392,27 @@ impl ConfigBuilder {
         self
     }
 
+    /// Appends a key even when its id exists (several keys of one id: a rotation).
+    pub fn add_key(mut self, key: Key) -> Self {
+        self.keys.push(key);
+        self
+    }
+
+    /// `keys_file: <path>` (relative to the config file's folder).
+    pub fn keys_file(mut self, path: &str) -> Self {
+        self.keys_file = Some(path.to_string());
+        self
+    }
+
     /// `admin_token_sha256: <hex>`: the digest of the admin API's bearer token.
     pub fn admin_token_sha256(mut self, hex: &str) -> Self {
         self.admin_token_sha256 = Some(hex.to_string());
+        self
+    }
+
+    /// `connection_rate: { per_ip, window }` (`window` left out when None: its default).
+    pub fn connection_rate(mut self, per_ip: u32, window: Option<&str>) -> Self {
+        self.connection_rate = Some((per_ip, window.map(str::to_string)));
         self
     }
 
@@ -374,6 +424,9 @@ impl ConfigBuilder {
         );
         if let Some(h) = &self.admin_token_sha256 {
             let _ = writeln!(y, "admin_token_sha256: {}", quoted(h));
+        }
+        if let Some(f) = &self.keys_file {
+            let _ = writeln!(y, "keys_file: {}", quoted(f));
         }
         if let Some(r) = &self.redis {
             y.push_str("redis:\n");
@@ -389,6 +442,15 @@ impl ConfigBuilder {
         self.write_tiers_and_keys(&mut y);
         if let Some(p) = &self.access_log {
             let _ = writeln!(y, "access_log: {{ path: {} }}", quoted(p));
+        }
+        match &self.connection_rate {
+            Some((n, Some(w))) => {
+                let _ = writeln!(y, "connection_rate: {{ per_ip: {n}, window: {w} }}");
+            }
+            Some((n, None)) => {
+                let _ = writeln!(y, "connection_rate: {{ per_ip: {n} }}");
+            }
+            None => {}
         }
         y
     }

@@ -129,6 +129,107 @@ impl Conn {
     }
 }
 
+/// Pipelining and connection state: requests written without waiting ([`Conn::send`]),
+/// answers read one at a time ([`Conn::response`]), and whether the server has closed.
+impl Conn {
+    /// A connection to `port` with a 10 s read timeout; panics when it cannot connect.
+    pub fn open(port: u16) -> Conn {
+        Conn::connect(port, Duration::from_secs(10)).expect("connect")
+    }
+
+    /// Like [`Conn::open`], from local address `from`: another loopback address is another
+    /// client as far as per-IP limits go.
+    pub fn open_from(from: &str, port: u16) -> Conn {
+        // std cannot bind before connecting; a one-off tokio socket can, and hands the
+        // connected stream back as a std one.
+        let local: SocketAddr = format!("{from}:0").parse().expect("address");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let s = rt
+            .block_on(async {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind(local)?;
+                let to = SocketAddr::from(([127, 0, 0, 1], port));
+                tokio::time::timeout(Duration::from_secs(2), socket.connect(to))
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??
+                    .into_std()
+            })
+            .expect("connect");
+        s.set_nonblocking(false).expect("blocking");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.set_nodelay(true).expect("nodelay");
+        Conn {
+            reader: BufReader::new(s),
+            used: 0,
+            closed: false,
+        }
+    }
+
+    /// Writes `bytes` as they are, without reading anything.
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream().write_all(bytes).expect("write");
+    }
+
+    /// The next complete answer, or None when the connection ends (or times out) first.
+    pub fn response(&mut self) -> Option<Response> {
+        read_response(&mut self.reader).ok()
+    }
+
+    /// Every answer that arrives until the connection closes or stays quiet for `idle`, and
+    /// whether it closed. Bytes that are not an HTTP answer end the list.
+    pub fn answers(&mut self, idle: Duration) -> (Vec<Response>, bool) {
+        let _ = self.stream().set_read_timeout(Some(idle));
+        let mut out = Vec::new();
+        let closed = loop {
+            match read_response(&mut self.reader) {
+                Ok(r) => out.push(r),
+                Err((e, _)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    break self.drained_to_eof();
+                }
+                Err((e, _)) => break !is_timeout(&e),
+            }
+        };
+        let _ = self
+            .stream()
+            .set_read_timeout(Some(Duration::from_secs(10)));
+        (out, closed)
+    }
+
+    /// Whether the server closed the connection (EOF or reset) within `wait`. Bytes still to
+    /// be read mean it is open.
+    pub fn closed_within(&mut self, wait: Duration) -> bool {
+        let _ = self.stream().set_read_timeout(Some(wait));
+        let closed = match self.reader.fill_buf() {
+            Ok(b) => b.is_empty(),
+            Err(e) => !is_timeout(&e),
+        };
+        let _ = self
+            .stream()
+            .set_read_timeout(Some(Duration::from_secs(10)));
+        closed
+    }
+
+    /// Discards what arrives until EOF (true) or the read timeout (false).
+    fn drained_to_eof(&mut self) -> bool {
+        let mut sink = Vec::new();
+        match self.reader.read_to_end(&mut sink) {
+            Ok(_) => true,
+            Err(e) => !is_timeout(&e),
+        }
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
 /// A GET of `path` on a fresh connection (closed after it): (status, body). None on any
 /// failure.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {

@@ -5,11 +5,12 @@
 //! | [`process`] | [`RedisServer`], [`Echo`], [`Tollgate`] and the [`ChildGuard`] that owns every child process (killed by PID and reaped on drop) |
 //! | [`echo_bin`] | where the `tollgate-echo` binary is (a workspace member of its own, built on first use) |
 //! | [`config`] | [`ConfigBuilder`]: gateway configs built from typed parts, never pasted YAML |
-//! | [`http`] | [`client`] (reqwest) and the one raw-socket client ([`Conn`], [`raw_exchange`], [`Response`]) |
+//! | [`http`] | [`client`] (reqwest) and the one raw-socket client ([`Conn`], pipelined or one request at a time, [`raw_exchange`], [`Response`]) |
 //! | [`net`] | [`free_port`] (the one port allocator), [`port_open`], [`wait_until`] |
 //! | [`metrics`] | reading `/metrics` text |
 //! | [`load`] | a load generator that records every request |
 //! | [`cluster`] | a real six-node Redis Cluster |
+//! | [`recorder`] | a raw-TCP upstream that records exactly what reached it (request smuggling) |
 //!
 //! Test files declare it `pub mod common;`: items of a public module are what the test crate
 //! offers, so a helper that one test binary does not call is not dead code there, and no
@@ -23,6 +24,7 @@ pub mod load;
 pub mod metrics;
 pub mod net;
 pub mod process;
+pub mod recorder;
 
 pub use config::{limit, standard, ConfigBuilder, Key, Redis, Route, Upstream};
 pub use echo_bin::echo_bin;

@@ -239,6 +239,16 @@ impl Tollgate {
 
     /// [`Tollgate::start`] with extra environment variables.
     pub fn start_with_env(yaml: &str, env: &[(&str, &str)]) -> Self {
+        Self::launch(yaml, env, &[])
+    }
+
+    /// [`Tollgate::start`] with `files` (name, contents) written into its folder first, such
+    /// as a `keys_file`.
+    pub fn start_with_files(yaml: &str, files: &[(&str, &str)]) -> Self {
+        Self::launch(yaml, &[], files)
+    }
+
+    fn launch(yaml: &str, env: &[(&str, &str)], files: &[(&str, &str)]) -> Self {
         let mut t = Tollgate {
             child: ChildGuard::default(),
             retired: Vec::new(),
@@ -250,6 +260,9 @@ impl Tollgate {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
+        for (name, contents) in files {
+            std::fs::write(t.dir.path().join(name), contents).expect("write a file");
+        }
         t.write_config(yaml);
         let pingora = format!(
             "---\nversion: 1\nthreads: 2\npid_file: {d}/tollgate.pid\nupgrade_sock: {d}/upgrade.sock\ngrace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 1\n",

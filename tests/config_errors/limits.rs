@@ -21,9 +21,9 @@ pub const TIERS: &[Row] = &[
         "must be at most 1000000000",
     ),
     row(
-        concat!(upstreams!(), routes!(), "tiers: { t: { limits: [{ requests: 100001, window: 1s }] } }\n"),
+        concat!(upstreams!(), routes!(), "tiers: { t: { limits: [{ requests: 1000001, window: 1s }] } }\n"),
         "3:26: field `tiers.t.limits[0].requests`",
-        "sliding_log keeps one entry per request; above 100000 use sliding_window or token_bucket",
+        "sliding_log keeps the last `requests` admissions (8 bytes each, about 8.4 MB per identity at 1000000); at most 1000000, use sliding_window or token_bucket above",
     ),
     row(
         concat!(upstreams!(), routes!(), "tiers: { t: { limits: [{ requests: 1, window: 0s }] } }\n"),
@@ -154,11 +154,24 @@ pub const KEYS: &[Row] = &[
     ),
     row(
         concat!(
-            base!(),
-            "keys:\n  - { id: a, key: \"row-secret-key-0001\", tier: t }\n  - { id: a, key: \"other\", tier: t }\n"
+            upstreams!(),
+            routes!(),
+            "tiers: { t: { limits: [] }, u: { limits: [] } }\n",
+            "keys:\n  - { id: a, key: \"row-secret-key-0001\", tier: t }\n  - { id: a, key: \"other\", tier: u }\n"
         ),
-        "6:7: field `keys[1].id`",
-        "duplicate id 'a'",
+        "6:28: field `keys[1].tier`",
+        "keys of one id must name one tier: id 'a' has 'u' here and 't' at keys[0]",
+    ),
+    row(
+        concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\", tier: t, expires: never }]\n"),
+        "4:54: field `keys[0].expires`",
+        "must be an RFC 3339 instant, such as 2027-01-01T00:00:00Z",
+    ),
+    row(concat!(base!(), "keys_file: \" \"\n"), "4:1: field `keys_file`", "must be a file path"),
+    row(
+        concat!(base!(), "keys_file: missing-row.tsv\n"),
+        "4:1: field `keys_file`",
+        "cannot read missing-row.tsv: No such file or directory (os error 2)",
     ),
     row(
         concat!(base!(), "keys: [{ id: a, key: \"\", tier: t }]\n"),
@@ -223,28 +236,36 @@ pub const PARSING: &[Row] = &[
         "unknown field `strip_prefx`, expected one of `prefix`, `upstream`, `strip_prefix`, `cost`, `preserve_host`",
     ),
     row(
-        concat!(base!(), "keys_file: keys.tsv\n"),
-        "4:1: field `keys_file`",
-        "unknown field `keys_file`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`",
+        concat!(base!(), "keys_fil: keys.tsv\n"),
+        "4:1: field `keys_fil`",
+        "unknown field `keys_fil`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
+         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `access_log`, `admin_token_sha256`, `connection_rate`",
     ),
     row(
         concat!(base!(), "admin_token: \"row-secret-key-0001\"\n"),
         "4:1: field `admin_token`",
         "unknown field `admin_token`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `access_log`, `admin_token_sha256`",
+         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `access_log`, `admin_token_sha256`, `connection_rate`",
     ),
     row(
-        concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\", tier: t, expires: never }]\n"),
-        "4:54: field `keys[0].expires`",
-        "unknown field `expires`, expected one of `id`, `key`, `key_sha256`, `tier`",
+        concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\", tier: t, expire: never }]\n"),
+        "4:54: field `keys[0].expire`",
+        "unknown field `expire`, expected one of `id`, `key`, `key_sha256`, `tier`, `expires`, `disabled`",
     ),
     row(
         concat!("redis: { url: \"redis://127.0.0.1\", passwd: x }\n", base!()),
         "1:36: field `redis.passwd`",
         "unknown field `passwd`, expected one of `url`, `cluster`, `timeout_ms`, `on_error`, \
-         `key_prefix`, `breaker_failures`, `breaker_open`, `over_limit_cache`",
+         `key_prefix`, `breaker_failures`, `breaker_window`, `breaker_min_calls`, \
+         `breaker_failure_ratio`, `breaker_failure_spread`, `breaker_half_open_after`, \
+         `breaker_probes`, `breaker_open`, `over_limit_cache`",
     ),
+    row(
+        concat!("connection_rate: { per_ip: 5, burst: 3 }\n", base!()),
+        "1:31: field `connection_rate.burst`",
+        "unknown field `burst`, expected `per_ip` or `window`",
+    ),
+    row(concat!("connection_rate: { window: 1s }\n", base!()), "1:1: field `connection_rate`", "missing field `per_ip`"),
     row(concat!(upstreams!(), tiers!()), "1:1", "missing field `routes`"),
     row(concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\" }]\n"), "4:8: field `keys[0]`", "missing field `tier`"),
     row(

@@ -27,6 +27,21 @@ pub const LISTEN: &[Row] = &[
         "2:1: field `admin_listen`",
         "must differ from every `listen` address",
     ),
+    row(
+        concat!("connection_rate: { per_ip: 0, window: 1s }\n", base!()),
+        "1:20: field `connection_rate.per_ip`",
+        "must be between 1 and 65535",
+    ),
+    row(
+        concat!("connection_rate: { per_ip: 10, window: 50ms }\n", base!()),
+        "1:32: field `connection_rate.window`",
+        "must be between 100ms and 1h",
+    ),
+    row(
+        concat!("connection_rate: { per_ip: 10, window: 2h }\n", base!()),
+        "1:32: field `connection_rate.window`",
+        "must be between 100ms and 1h",
+    ),
 ];
 
 pub const REDIS: &[Row] = &[
@@ -92,6 +107,70 @@ pub const REDIS: &[Row] = &[
         ),
         "1:36: field `redis.breaker_failures`",
         "must be at least 1",
+    ),
+    row(
+        concat!(
+            "redis: { url: \"redis://127.0.0.1\", breaker_window: 5ms }\n",
+            base!()
+        ),
+        "1:36: field `redis.breaker_window`",
+        "must be between 10ms and 60s (got 5ms)",
+    ),
+    row(
+        concat!(
+            "redis: { url: \"redis://127.0.0.1\", breaker_failure_spread: 2m }\n",
+            base!()
+        ),
+        "1:36: field `redis.breaker_failure_spread`",
+        "must be between 0ns and 60s (got 120s)",
+    ),
+    row(
+        concat!(
+            "redis: { url: \"redis://127.0.0.1\", breaker_open: 0ms }\n",
+            base!()
+        ),
+        "1:36: field `redis.breaker_open`",
+        "must be between 1ms and 600s (got 0ns)",
+    ),
+    row(
+        concat!(
+            "redis: { url: \"redis://127.0.0.1\", breaker_min_calls: 0 }\n",
+            base!()
+        ),
+        "1:36: field `redis.breaker_min_calls`",
+        "must be at least 1",
+    ),
+    row(
+        concat!(
+            "redis: { url: \"redis://127.0.0.1\", breaker_failure_ratio: 1.5 }\n",
+            base!()
+        ),
+        "1:36: field `redis.breaker_failure_ratio`",
+        "must be above 0 and at most 1 (0.5 = half the calls)",
+    ),
+    row(
+        concat!(
+            "redis: { url: \"redis://127.0.0.1\", breaker_probes: 0 }\n",
+            base!()
+        ),
+        "1:36: field `redis.breaker_probes`",
+        "must be between 1 and 1000",
+    ),
+    row(
+        concat!(
+            "redis: { url: \"redis://127.0.0.1\", breaker_window: 100ms, breaker_failure_spread: 100ms }\n",
+            base!()
+        ),
+        "1:59: field `redis.breaker_failure_spread`",
+        "must be shorter than redis.breaker_window (100ms), or the breaker can never open",
+    ),
+    row(
+        concat!(
+            "redis: { url: \"redis://127.0.0.1\", breaker_half_open_after: 300ms }\n",
+            base!()
+        ),
+        "1:36: field `redis.breaker_half_open_after`",
+        "must be between 1ms and 200ms (got 300ms) and at most redis.breaker_open",
     ),
 ];
 

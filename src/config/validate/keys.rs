@@ -1,77 +1,172 @@
-//! The `keys` section: each API key (or its SHA-256 digest), its id and its tier. A key value
-//! is never echoed in an error.
+//! The `keys` section and `keys_file`: each API key (or its SHA-256 digest), its id, its tier,
+//! and its `expires` instant or `disabled` flag, compiled into the compact key table. A key
+//! value is never echoed in an error.
+//!
+//! Several keys may share one id (a rotation): their counters are the id's, so they must name
+//! one tier. An id lives in one place, `keys:` or the keys file, never both.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::super::error::ConfigError;
+use super::super::key_table::{KeySpec, KeyTable, KeyTableBuilder};
 use super::super::schema::{RawConfig, RawKey};
-use super::super::snapshot::{KeyEntry, Tier};
+use super::super::snapshot::{KeysFile, Tier};
 use super::context::Cx;
-use super::{is_label, sha256_hex, unknown_tier};
-use crate::identity::{self, KeyDigest, StoreIdentity};
+use super::{is_label, keys_file, sha256_hex, unknown_tier};
+use crate::identity::{self, KeyDigest};
 
-/// The key table, by digest.
-pub(super) type KeyTable = HashMap<KeyDigest, Arc<KeyEntry>, ahash::RandomState>;
+/// The validated keys: the table, the `keys:` entries it was built from (kept for a reload of
+/// the keys file alone) and the keys file.
+pub(super) struct Keys {
+    pub table: KeyTable,
+    pub yaml: Vec<KeySpec>,
+    pub file: Option<KeysFile>,
+}
 
 pub(super) fn keys(
     cx: &Cx<'_>,
     raw: &RawConfig,
     tiers: &HashMap<String, Arc<Tier>>,
-) -> Result<KeyTable, ConfigError> {
-    let mut out = HashMap::with_hasher(ahash::RandomState::new());
-    let mut ids = HashSet::new();
+) -> Result<Keys, ConfigError> {
+    let mut ordered: Vec<Arc<Tier>> = tiers.values().cloned().collect();
+    ordered.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    let yaml = yaml_keys(cx, raw, &ordered, tiers)?;
+    let file = match &raw.keys_file {
+        Some(f) if f.trim().is_empty() => {
+            return Err(cx.at("keys_file", "must be a file path"));
+        }
+        Some(f) => Some(resolve(cx.path, f.trim())),
+        None => None,
+    };
+    let (table, file) = match build_table(ordered, &yaml, file.as_deref()) {
+        Ok(built) => built,
+        Err(TableError::Unreadable(e)) => {
+            let shown = file.as_deref().map(Path::display);
+            let shown = shown.map(|d| d.to_string()).unwrap_or_default();
+            return Err(cx.at("keys_file", format!("cannot read {shown}: {e}")));
+        }
+        Err(TableError::Config(e)) => return Err(e),
+    };
+    Ok(Keys { table, yaml, file })
+}
+
+/// `keys_file` is relative to the config file's folder.
+fn resolve(config: &Path, file: &str) -> PathBuf {
+    match config.parent() {
+        Some(dir) if Path::new(file).is_relative() => dir.join(file),
+        _ => PathBuf::from(file),
+    }
+}
+
+/// Why a key table could not be built.
+pub(crate) enum TableError {
+    /// The keys file could not be opened or read.
+    Unreadable(std::io::Error),
+    Config(ConfigError),
+}
+
+/// The key table of the `keys:` entries (already validated) and of the keys file, if any,
+/// streamed line by line into the table.
+pub(crate) fn build_table(
+    tiers: Vec<Arc<Tier>>,
+    yaml: &[KeySpec],
+    file: Option<&Path>,
+) -> Result<(KeyTable, Option<KeysFile>), TableError> {
+    let mut b = KeyTableBuilder::new(tiers, yaml.len());
+    for k in yaml {
+        // Validated already: one tier per id, and far fewer ids than the table holds.
+        if let Ok(id) = b.intern(&k.id, k.tier) {
+            b.push(&k.digest, id, k.disabled, k.expires_ms);
+        }
+    }
+    let yaml_ids = b.id_count();
+    let file = match file {
+        Some(path) => {
+            let sha256 = keys_file::stream(path, &mut b, yaml_ids)?;
+            Some(KeysFile {
+                path: path.to_path_buf(),
+                sha256,
+            })
+        }
+        None => None,
+    };
+    let table = b.finish().map_err(|d| {
+        let e = match &file {
+            Some(f) => keys_file::duplicate(&f.path, &d),
+            // `keys:` duplicates were refused with their position already.
+            None => ConfigError {
+                file: PathBuf::new(),
+                line: 0,
+                column: 0,
+                field: "keys".into(),
+                message: "two keys have one digest".into(),
+            },
+        };
+        TableError::Config(e)
+    })?;
+    Ok((table, file))
+}
+
+fn yaml_keys(
+    cx: &Cx<'_>,
+    raw: &RawConfig,
+    ordered: &[Arc<Tier>],
+    tiers: &HashMap<String, Arc<Tier>>,
+) -> Result<Vec<KeySpec>, ConfigError> {
+    let mut out = Vec::with_capacity(raw.keys.len());
+    // id → (tier index, first entry) and digest → entry, to refuse conflicts with a position.
+    let mut ids: HashMap<&str, (u16, usize)> = HashMap::new();
+    let mut digests: HashMap<KeyDigest, usize> = HashMap::new();
     for (i, k) in raw.keys.iter().enumerate() {
         let f = format!("keys[{i}]");
-        let id_header = id_header(cx, &f, &k.id)?;
-        if !ids.insert(k.id.clone()) {
-            return Err(cx.at(&format!("{f}.id"), format!("duplicate id '{}'", k.id)));
+        if !is_label(&k.id) {
+            return Err(cx.at(
+                &format!("{f}.id"),
+                "ids may use letters, digits, '_', '-' and '.' (at most 64)",
+            ));
         }
-        let entry = entry(cx, &f, k, id_header, tiers)?;
-        if out.insert(entry.digest, Arc::new(entry)).is_some() {
+        let digest = key_digest(cx, &f, k)?;
+        let tier = ordered
+            .iter()
+            .position(|t| *t.name == *k.tier)
+            .ok_or_else(|| cx.at(&format!("{f}.tier"), unknown_tier(&k.tier, tiers)))?
+            as u16;
+        let (had, first) = *ids.entry(&k.id).or_insert((tier, i));
+        if had != tier {
+            return Err(cx.at(
+                &format!("{f}.tier"),
+                format!(
+                    "keys of one id must name one tier: id '{}' has '{}' here and '{}' at keys[{first}]",
+                    k.id, k.tier, ordered[had as usize].name
+                ),
+            ));
+        }
+        if digests.insert(digest, i).is_some() {
             return Err(cx.at(
                 &f,
                 "this key is already assigned to another id (keys must be unique)",
             ));
         }
+        let expires_ms = match &k.expires {
+            Some(at) => Some(keys_file::rfc3339_ms(at.trim()).ok_or_else(|| {
+                cx.at(
+                    &format!("{f}.expires"),
+                    "must be an RFC 3339 instant, such as 2027-01-01T00:00:00Z",
+                )
+            })?),
+            None => None,
+        };
+        out.push(KeySpec {
+            id: k.id.clone(),
+            tier,
+            digest,
+            disabled: k.disabled,
+            expires_ms,
+        });
     }
     Ok(out)
-}
-
-fn entry(
-    cx: &Cx<'_>,
-    f: &str,
-    k: &RawKey,
-    id_header: http::HeaderValue,
-    tiers: &HashMap<String, Arc<Tier>>,
-) -> Result<KeyEntry, ConfigError> {
-    let digest = key_digest(cx, f, k)?;
-    let tier = tiers
-        .get(&k.tier)
-        .cloned()
-        .ok_or_else(|| cx.at(&format!("{f}.tier"), unknown_tier(&k.tier, tiers)))?;
-    Ok(KeyEntry {
-        id: k.id.as_str().into(),
-        tier,
-        store_identity: StoreIdentity::for_key(&digest),
-        digest,
-        id_header,
-    })
-}
-
-/// The id as the `X-Tollgate-Key-Id` value. A label is always header-safe; both checks give
-/// the same message.
-fn id_header(cx: &Cx<'_>, f: &str, id: &str) -> Result<http::HeaderValue, ConfigError> {
-    let refused = || {
-        cx.at(
-            &format!("{f}.id"),
-            "ids may use letters, digits, '_', '-' and '.' (at most 64)",
-        )
-    };
-    if !is_label(id) {
-        return Err(refused());
-    }
-    http::HeaderValue::from_str(id).map_err(|_| refused())
 }
 
 /// The SHA-256 of `key`, or the digest written as `key_sha256`.

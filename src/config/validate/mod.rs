@@ -3,14 +3,16 @@
 //! The first problem found is returned as a [`ConfigError`] naming the file, line and field;
 //! nothing is half-applied. Validation does no I/O besides reading the file, so `tollgate -t`
 //! and a reload give the same verdict. Each section of the file has its own module, checked in
-//! the order the sections are written: [`listen`] (`listen`, `admin_listen` and the admin
-//! token), [`redis`],
+//! the order the sections are written: [`listen`] (`listen`, `admin_listen`, the admin
+//! token and the accept-time `connection_rate`), [`redis`],
 //! [`upstreams`], [`routes`], [`tiers`], [`identity`] and [`keys`]; [`context`] turns serde's
 //! errors into positioned ones.
 
+mod breaker;
 mod context;
 mod identity;
 mod keys;
+mod keys_file;
 mod listen;
 mod redis;
 mod routes;
@@ -69,6 +71,32 @@ pub fn load_str(path: &Path, source: &str) -> Result<Snapshot, ConfigError> {
     build(&cx, raw, content_hash)
 }
 
+/// `current` with its key table rebuilt from its `keys:` entries and a fresh read of its keys
+/// file, everything else kept: the reload of a changed keys file. `None` without a keys file.
+pub fn reload_keys(current: &Snapshot) -> Result<Option<Snapshot>, ConfigError> {
+    let Some(file) = &current.keys_file else {
+        return Ok(None);
+    };
+    let tiers = current.keys.tiers().to_vec();
+    let (table, file) = match keys::build_table(tiers, &current.yaml_keys, Some(&file.path)) {
+        Ok(built) => built,
+        Err(keys::TableError::Config(e)) => return Err(e),
+        Err(keys::TableError::Unreadable(e)) => {
+            return Err(ConfigError {
+                file: file.path.clone(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                message: format!("cannot read: {e}"),
+            })
+        }
+    };
+    let mut next = current.clone();
+    next.keys = Arc::new(table);
+    next.keys_file = file;
+    Ok(Some(next))
+}
+
 /// Validates every section in turn and assembles the snapshot.
 fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot, ConfigError> {
     listen::check(cx, &raw)?;
@@ -84,6 +112,7 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
     let keys = keys::keys(cx, &raw, &tiers)?;
     let access_log = access_log(cx, &raw)?;
     let admin_token_sha256 = listen::admin_token(cx, &raw)?;
+    let connection_rate = listen::connection_rate(cx, &raw)?;
     Ok(Snapshot {
         source: cx.path.to_path_buf(),
         content_hash,
@@ -97,9 +126,12 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
         anonymous: identity.anonymous,
         trusted_proxies: identity.trusted_proxies,
         tiers,
-        keys,
+        keys: Arc::new(keys.table),
+        yaml_keys: keys.yaml.into(),
+        keys_file: keys.file,
         access_log,
         admin_token_sha256,
+        connection_rate,
     })
 }
 
@@ -169,8 +201,8 @@ keys:
     fn loads_a_good_file() {
         let s = load(GOOD).unwrap();
         assert_eq!(s.tiers["free"].limits[0].name.as_ref(), "per_minute");
-        assert!(s.key_for(b"free-demo-key").is_some());
-        assert!(s.key_for(b"other").is_none());
+        assert!(s.caller(Some(b"free-demo-key"), None).is_ok());
+        assert!(s.caller(Some(b"other"), None).is_err());
         assert_eq!(s.routes[s.route_for("/x").unwrap()].upstream, "echo");
     }
 

@@ -19,9 +19,7 @@ pub(super) fn settings(cx: &Cx<'_>, r: &RawRedis) -> Result<RedisSettings, Confi
             "must be non-empty without braces or spaces (braces would break the cluster hash tag)",
         ));
     }
-    if r.breaker_failures == 0 {
-        return Err(cx.at("redis.breaker_failures", "must be at least 1"));
-    }
+    let breaker = super::breaker::breaker_settings(cx, r)?;
     let target = match cluster {
         true => RedisTarget::Cluster(urls),
         false => RedisTarget::Single(urls.into_iter().next().unwrap_or_default()),
@@ -31,8 +29,7 @@ pub(super) fn settings(cx: &Cx<'_>, r: &RawRedis) -> Result<RedisSettings, Confi
         timeout: Duration::from_millis(r.timeout_ms),
         on_error: r.on_error.into(),
         key_prefix: r.key_prefix.clone(),
-        breaker_failures: r.breaker_failures,
-        breaker_open: r.breaker_open.0,
+        breaker,
         over_limit_cache: r.over_limit_cache,
     })
 }

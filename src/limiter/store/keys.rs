@@ -103,7 +103,7 @@ mod tests {
         let kb = KeyBuilder::new("tollgate");
         assert_eq!(
             kb.key("k:abcd", &limit("per_minute")),
-            "tollgate:{k:abcd}:per_minute:sl"
+            "tollgate:{k:abcd}:per_minute:slr"
         );
     }
 
@@ -114,8 +114,8 @@ mod tests {
         let b = [limit("z")];
         let set = kb.keys(&[Budget::new("k:1", &a), Budget::new("global", &b)]);
         let keys: Vec<&str> = set.iter().collect();
-        assert_eq!(keys, ["t:{k:1}:x:sl", "t:{k:1}:y:sl", "t:{global}:z:sl"]);
-        assert_eq!(set.get(2), "t:{global}:z:sl");
+        assert_eq!(keys, ["t:{k:1}:x:slr", "t:{k:1}:y:slr", "t:{global}:z:slr"]);
+        assert_eq!(set.get(2), "t:{global}:z:slr");
         assert_eq!(set.len(), 3);
     }
 }

@@ -6,6 +6,8 @@
 
 use async_trait::async_trait;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use super::{Budget, Usage, Verdict};
 
@@ -53,6 +55,10 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+/// A store call that ran out of its budget but is still under way: awaiting it gives the
+/// store's answer when it comes (bounded by the store's own late-answer horizon).
+pub type LateAnswer = Pin<Box<dyn Future<Output = Result<Verdict, StoreError>> + Send + 'static>>;
+
 /// A backend that decides a request against all of its budgets atomically.
 ///
 /// Contract shared by every implementation (the Lua scripts and [`memory::MemoryStore`]):
@@ -63,6 +69,17 @@ impl std::error::Error for StoreError {}
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError>;
+
+    /// As [`Store::check`], but a call that times out hands back
+    /// the call itself, still running, so that its late answer is not wasted. Stores that
+    /// cannot time out keep this default.
+    async fn check_keeping_late(
+        &self,
+        budgets: &[Budget<'_>],
+        cost: u64,
+    ) -> Result<Verdict, (StoreError, Option<LateAnswer>)> {
+        self.check(budgets, cost).await.map_err(|e| (e, None))
+    }
 
     /// The usage of every limit of `budgets`, in order, without charging or recording anything.
     async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError>;

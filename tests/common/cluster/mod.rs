@@ -434,3 +434,13 @@ impl Drop for RedisCluster {
         }
     }
 }
+
+/// How many admissions a sliding_log key holds on the node at `port` (the ring's non-empty
+/// slots; the layout is in `scripts/redis/sliding_log.lua`), as `redis-cli` prints it.
+pub fn sliding_log_entries(port: u16, key: &str) -> String {
+    const COUNT: &str = "local s = redis.call('GET', KEYS[1]) if not s then return 0 end \
+        local _, _, _, _, _, _, w = struct.unpack('<I8I8I8I3I3I3I1', s) \
+        local f = w == 4 and '<I4' or '<I8' local c = 0 \
+        for p = 35, #s, w do if struct.unpack(f, s, p) ~= 0 then c = c + 1 end end return c";
+    cli(port, &["EVAL", COUNT, "1", key])
+}

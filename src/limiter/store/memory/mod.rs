@@ -8,7 +8,7 @@
 //! No lock is held across an `.await`. Entries carry the time their data stops mattering and are
 //! swept lazily as shards grow.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -53,8 +53,8 @@ struct Entry {
 }
 
 enum Data {
-    /// Admission timestamps in µs, oldest first (the ZSET of sliding_log).
-    Log(VecDeque<u64>),
+    /// The last admission times (sliding_log).
+    Log(sliding_log::Ring),
     /// Window index and count (fixed_window).
     Fixed { w: i128, k: i128 },
     /// Window index, current and previous counts (sliding_window).
@@ -65,7 +65,7 @@ enum Data {
 
 /// What a check hands to the commit, as in the Lua `state`.
 enum Pending {
-    Log,
+    Log(sliding_log::Seen),
     Fixed { idx: i128, k: i128, reset_ms: i128 },
     Sliding { idx: i128, k: i128, p: i128 },
     Tat(i128),
@@ -235,9 +235,9 @@ impl Shard {
     fn commit(&mut self, key: &str, p: &LimitParams, state: Pending) {
         let to_us = params::to_u64;
         let entry = match state {
-            Pending::Log => match sliding_log::append(self.map.get_mut(key), p) {
+            Pending::Log(seen) => match sliding_log::append(self.map.get_mut(key), &seen, p) {
                 Some(()) => return,
-                None => sliding_log::fresh(p),
+                None => sliding_log::fresh(&seen, p),
             },
             Pending::Fixed { idx, k, reset_ms } => Entry {
                 data: Data::Fixed { w: idx, k },

@@ -82,6 +82,7 @@ pub(super) struct ClusterConn {
     /// with the node's host and port. Used for ASK targets.
     seed: ConnectionInfo,
     timeout: Duration,
+    late_horizon: Duration,
     backoff_max: Duration,
     /// One connection per redirection target, made on first use.
     ask_conns: Mutex<HashMap<(String, u16), MultiplexedConnection>>,
@@ -92,7 +93,12 @@ impl ClusterConn {
     /// task on the current runtime, and calls made meanwhile wait for it (within their budget).
     /// A request's timeout therefore never cancels the connecting itself, and a cluster that is
     /// down at start is picked up when it comes back.
-    pub(super) fn connect(urls: &[String], timeout: Duration) -> RedisResult<Self> {
+    /// `late_horizon`: how long redis-rs waits for an answer (past `timeout`, for late answers).
+    pub(super) fn connect(
+        urls: &[String],
+        timeout: Duration,
+        late_horizon: Duration,
+    ) -> RedisResult<Self> {
         let seed = urls
             .first()
             .ok_or_else(|| RedisError::from((ErrorKind::InvalidClientConfig, "no cluster node")))?
@@ -100,11 +106,11 @@ impl ClusterConn {
             .into_connection_info()?;
         let client = ClusterClientBuilder::new(urls.to_vec())
             .connection_timeout(timeout)
-            .response_timeout(timeout)
+            .response_timeout(late_horizon)
             // Redirections and retries are ours (see the module docs).
             .retries(0)
             .build()?;
-        let conn = pending(&client, timeout);
+        let conn = pending(&client, timeout, late_horizon);
         Ok(ClusterConn {
             client,
             conn: ArcSwap::from_pointee(conn),
@@ -114,6 +120,7 @@ impl ClusterConn {
             stall: (timeout * 10).max(Duration::from_secs(2)),
             seed,
             timeout,
+            late_horizon,
             backoff_max: (timeout / 4).max(BACKOFF_MIN),
             ask_conns: Mutex::new(HashMap::new()),
         })
@@ -155,8 +162,11 @@ impl ClusterConn {
                 "rate-limit store: no cluster call answered for {} ms; reconnecting from the seed nodes",
                 now.saturating_sub(since)
             );
-            self.conn
-                .store(Arc::new(pending(&self.client, self.timeout)));
+            self.conn.store(Arc::new(pending(
+                &self.client,
+                self.timeout,
+                self.late_horizon,
+            )));
             // The new connection gets a full period to prove itself.
             self.unanswered_since_ms.store(now, Ordering::Relaxed);
         }
@@ -170,16 +180,18 @@ impl ClusterConn {
     }
 
     /// Runs the script (EVALSHA `sha`, or EVAL `body` once a node lacked it) on the node that
-    /// owns the keys' slot.
+    /// owns the keys' slot. No new attempt starts after `deadline` (the request's budget): a
+    /// call that outlives it is only waited on for its late answer.
     pub(super) async fn eval(
         &self,
         sha: &str,
         body: &str,
         keys: &[&str],
         args: &[u64],
+        deadline: Instant,
     ) -> RedisResult<Vec<i64>> {
         self.begin();
-        let r = self.eval_inner(sha, body, keys, args).await;
+        let r = self.eval_inner(sha, body, keys, args, deadline).await;
         self.observe(r)
     }
 
@@ -189,6 +201,7 @@ impl ClusterConn {
         body: &str,
         keys: &[&str],
         args: &[u64],
+        deadline: Instant,
     ) -> RedisResult<Vec<i64>> {
         let mut conn = self.connection();
         let script_cmd = |name: &str, script: &str| {
@@ -200,20 +213,24 @@ impl ClusterConn {
         let mut eval: Option<Cmd> = None;
         let mut backoff = BACKOFF_MIN;
         let mut last = None;
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 && Instant::now() >= deadline {
+                break;
+            }
             let cmd = eval.as_ref().unwrap_or(&evalsha);
             let err = match cmd.query_async::<Vec<i64>>(&mut conn).await {
                 Ok(v) => return Ok(v),
                 Err(e) => e,
             };
+            let in_budget = Instant::now() < deadline;
             let err = match err.kind() {
-                ErrorKind::Server(ServerErrorKind::Ask) => {
+                ErrorKind::Server(ServerErrorKind::Ask) if in_budget => {
                     match self.redirect(&err, cmd, true).await {
                         Ok(v) => return Ok(v),
                         Err(e) => e,
                     }
                 }
-                ErrorKind::Server(ServerErrorKind::Moved) => {
+                ErrorKind::Server(ServerErrorKind::Moved) if in_budget => {
                     match self.redirect(&err, cmd, false).await {
                         Ok(v) => return Ok(v),
                         Err(e) => e,
@@ -293,7 +310,7 @@ impl ClusterConn {
         let client = redis::Client::open(self.seed.clone().set_addr(addr))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout));
+            .set_response_timeout(Some(self.late_horizon));
         let conn = client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
@@ -324,10 +341,10 @@ impl ClusterConn {
 }
 
 /// A cluster connection that connects in the background (on the current runtime).
-fn pending(client: &ClusterClient, timeout: Duration) -> ClusterConnection {
+fn pending(client: &ClusterClient, timeout: Duration, late_horizon: Duration) -> ClusterConnection {
     let config = ClusterConfig::new()
         .set_connection_timeout(timeout)
-        .set_response_timeout(timeout);
+        .set_response_timeout(late_horizon);
     client.get_pending_async_connection_with_config(config)
 }
 

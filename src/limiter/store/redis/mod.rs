@@ -8,13 +8,18 @@
 //!
 //! Outages: no request ever waits for a connection longer than its own `timeout_ms` (every call
 //! is wrapped in a timeout), but connecting is never *tied* to a request either (`single.rs`
-//! redials in the background).
+//! redials in the background). A check that misses its budget is handed back still running
+//! ([`Store::check_keeping_late`]): redis-rs waits for its answer up to the late-answer horizon,
+//! so that the limiter can use an answer that comes after all.
 //!
 //! Redis Cluster (`cluster.rs`): the cluster connection is likewise created without waiting
 //! (redis-rs connects in the background), and MOVED, ASK, NOSCRIPT and TRYAGAIN are handled
 //! there within the request's budget, falling back to `EVAL` rather than a cluster-wide
 //! `SCRIPT LOAD` and sending `ASKING` in one pipeline with the call.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -22,7 +27,7 @@ use redis::aio::ConnectionManager;
 use redis::RedisError;
 use tokio::sync::OnceCell;
 
-use super::{KeyBuilder, Store, StoreError};
+use super::{KeyBuilder, KeySet, LateAnswer, Store, StoreError};
 use crate::limiter::{limit_count, Budget, Clock, LimitOutcome, RedisTarget, Usage, Verdict};
 use crate::metrics;
 
@@ -77,15 +82,23 @@ impl Lua {
 enum Conn {
     Single(ConnectionManager),
     /// Redirections, NOSCRIPT and retries are handled in `cluster.rs`.
-    Cluster(Box<ClusterConn>),
+    Cluster(Arc<ClusterConn>),
 }
+
+/// How long a call that missed its budget may still be answered, unless the limiter says.
+const DEFAULT_LATE_HORIZON: Duration = Duration::from_secs(2);
+
+type PendingRedis = Pin<Box<dyn Future<Output = Result<Vec<i64>, RedisError>> + Send>>;
 
 pub struct RedisStore {
     target: RedisTarget,
     keys: KeyBuilder,
     timeout: Duration,
+    /// How long a call that missed `timeout` may still be answered (redis-rs's own response
+    /// timeout); see [`Store::check_keeping_late`].
+    late_horizon: Duration,
     clock: Clock,
-    ratelimit: Lua,
+    ratelimit: Arc<Lua>,
     peek: Lua,
     reset: Lua,
     conn: OnceCell<Conn>,
@@ -99,20 +112,28 @@ impl RedisStore {
             target,
             keys: KeyBuilder::new(key_prefix),
             timeout,
+            late_horizon: DEFAULT_LATE_HORIZON.max(timeout),
             clock,
-            ratelimit: Lua::new(RATELIMIT_LUA),
+            ratelimit: Arc::new(Lua::new(RATELIMIT_LUA)),
             peek: Lua::new(PEEK_LUA),
             reset: Lua::new(RESET_LUA),
             conn: OnceCell::new(),
         }
     }
 
+    /// How long a timed-out call may still bring its answer (at least `timeout`). Set before
+    /// the first call.
+    pub fn with_late_horizon(mut self, horizon: Duration) -> Self {
+        self.late_horizon = horizon.max(self.timeout);
+        self
+    }
+
     async fn connect(&self) -> Result<Conn, RedisError> {
+        let (timeout, late) = (self.timeout, self.late_horizon);
         match &self.target {
-            RedisTarget::Single(url) => Ok(Conn::Single(single::connect(url, self.timeout)?)),
-            RedisTarget::Cluster(urls) => Ok(Conn::Cluster(Box::new(ClusterConn::connect(
-                urls,
-                self.timeout,
+            RedisTarget::Single(url) => Ok(Conn::Single(single::connect(url, timeout, late)?)),
+            RedisTarget::Cluster(urls) => Ok(Conn::Cluster(Arc::new(ClusterConn::connect(
+                urls, timeout, late,
             )?))),
         }
     }
@@ -133,13 +154,8 @@ impl RedisStore {
         budgets: &[Budget<'_>],
         cost: Option<u64>,
     ) -> Result<Vec<i64>, StoreError> {
-        let keys = self.keys.keys(budgets);
-        let mut args = Vec::with_capacity(2 + 3 * keys.len());
-        args.push(self.clock.fixed_us().unwrap_or(0));
-        args.extend(cost);
-        for l in budgets.iter().flat_map(|b| b.limits) {
-            args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
-        }
+        let (keys, args) = self.keys_and_args(budgets, cost);
+        let deadline = Instant::now() + self.timeout;
         // The shared connection belongs to the proxy's runtime: a first call from the admin
         // service (peek, reset) must not create it on its own one-thread runtime, so it uses a
         // connection of its own until a request has made the shared one.
@@ -155,10 +171,83 @@ impl RedisStore {
             Conn::Single(c) => single::eval(c, &lua.script, &keys, &args).await,
             Conn::Cluster(c) => {
                 let keys: Vec<&str> = keys.iter().collect();
-                c.eval(lua.script.get_hash(), lua.body, &keys, &args).await
+                c.eval(lua.script.get_hash(), lua.body, &keys, &args, deadline)
+                    .await
             }
         };
         res.map_err(|e| classify(&e))
+    }
+
+    fn keys_and_args(&self, budgets: &[Budget<'_>], cost: Option<u64>) -> (KeySet, Vec<u64>) {
+        let keys = self.keys.keys(budgets);
+        let mut args = Vec::with_capacity(2 + 3 * keys.len());
+        args.push(self.clock.fixed_us().unwrap_or(0));
+        args.extend(cost);
+        for l in budgets.iter().flat_map(|b| b.limits) {
+            args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
+        }
+        (keys, args)
+    }
+
+    /// The rate-limit script call of one request as an owned future, so that a call which
+    /// outlives its budget can be handed on. No new attempt (redirection, retry) starts after
+    /// `deadline`: a late call never charges a refused request more than the attempt already
+    /// sent.
+    fn check_call(
+        &self,
+        conn: &Conn,
+        budgets: &[Budget<'_>],
+        cost: u64,
+        deadline: Instant,
+    ) -> LateAnswer {
+        let (keys, args) = self.keys_and_args(budgets, Some(cost));
+        let lua = self.ratelimit.clone();
+        let fut: PendingRedis = match conn {
+            Conn::Single(c) => {
+                let c = c.clone();
+                Box::pin(async move { single::eval(&c, &lua.script, &keys, &args).await })
+            }
+            Conn::Cluster(c) => {
+                let c = c.clone();
+                Box::pin(async move {
+                    let keys: Vec<&str> = keys.iter().collect();
+                    c.eval(lua.script.get_hash(), lua.body, &keys, &args, deadline)
+                        .await
+                })
+            }
+        };
+        let n = limit_count(budgets);
+        Box::pin(async move {
+            fut.await
+                .map_err(|e| classify(&e))
+                .and_then(|raw| decode(&raw, n))
+        })
+    }
+
+    /// One check within `timeout`; on a timeout the call itself comes back, still running,
+    /// with the error.
+    async fn check_within(
+        &self,
+        budgets: &[Budget<'_>],
+        cost: u64,
+    ) -> Result<Verdict, (StoreError, Option<LateAnswer>)> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let conn = match tokio::time::timeout(self.timeout, self.conn()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err((e, None)),
+            Err(_) => return Err((StoreError::Timeout, None)),
+        };
+        let mut call = self.check_call(conn, budgets, cost, deadline);
+        let res = match tokio::time::timeout_at(deadline.into(), &mut call).await {
+            Ok(r) => Some(r),
+            Err(_) => answered_meanwhile(&mut call).await,
+        };
+        metrics::observe_store("check", started.elapsed());
+        match res {
+            Some(r) => r.map_err(|e| (e, None)),
+            None => Err((StoreError::Timeout, Some(call))),
+        }
     }
 
     /// `invoke` within the store's timeout, timed as `op`.
@@ -198,6 +287,18 @@ impl RedisStore {
             }
         }
         Err(last)
+    }
+}
+
+/// On a busy host the budget's timer and the answer become ready in the same scheduling round,
+/// and the timer may be seen first while redis-rs's connection task has not yet handed the
+/// answer over. Let that task run once: an answer already there is not a failure (the time is
+/// spent either way, and a fallback would be worse than the store's verdict).
+async fn answered_meanwhile(call: &mut LateAnswer) -> Option<Result<Verdict, StoreError>> {
+    tokio::task::yield_now().await;
+    match std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => None,
     }
 }
 
@@ -265,10 +366,17 @@ fn decode(raw: &[i64], n: usize) -> Result<Verdict, StoreError> {
 #[async_trait]
 impl Store for RedisStore {
     async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError> {
-        let raw = self
-            .timed("check", &self.ratelimit, budgets, Some(cost))
-            .await?;
-        decode(&raw, limit_count(budgets))
+        self.check_within(budgets, cost)
+            .await
+            .map_err(|(e, _late)| e)
+    }
+
+    async fn check_keeping_late(
+        &self,
+        budgets: &[Budget<'_>],
+        cost: u64,
+    ) -> Result<Verdict, (StoreError, Option<LateAnswer>)> {
+        self.check_within(budgets, cost).await
     }
 
     async fn peek(&self, budgets: &[Budget<'_>]) -> Result<Vec<Usage>, StoreError> {

@@ -20,11 +20,17 @@ const RECONNECT_MAX_DELAY: Duration = Duration::from_millis(250);
 const RECONNECT_ATTEMPTS: usize = 40;
 
 /// The manager, without waiting for a connection. `timeout` bounds connecting and every command.
-pub(super) fn connect(url: &str, timeout: Duration) -> RedisResult<ConnectionManager> {
+/// `late_horizon` bounds how long redis-rs waits for an answer: callers bound their own wait by
+/// `timeout`, and a call that missed it may still bring a late answer.
+pub(super) fn connect(
+    url: &str,
+    timeout: Duration,
+    late_horizon: Duration,
+) -> RedisResult<ConnectionManager> {
     let client = redis::Client::open(url)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
+        .set_response_timeout(Some(late_horizon))
         .set_min_delay(RECONNECT_MIN_DELAY)
         .set_max_delay(RECONNECT_MAX_DELAY)
         .set_number_of_retries(RECONNECT_ATTEMPTS);
