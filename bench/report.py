@@ -23,6 +23,8 @@ TARGETS = [
     ("t5", "s1 unlimited tier ÷ bare Pingora ≥ 0.95", "s1", "tollgate", "bare", 0.95, None),
     ("t6", "s2 access log on (to a file) ÷ off ≥ 0.95", "s2", "tollgate:logfile", "tollgate", 0.95, None),
     ("t7", "s3 rejected: tollgate ÷ nginx limit_req ≥ 0.50", "s3", "tollgate", "nginx", 0.50, None),
+    ("t8", "tls1 HTTPS keep-alive: tollgate ÷ nginx ssl ≥ 0.60", "tls1", "tollgate", "nginx", 0.60, None),
+    ("t9", "tls2 HTTP/2: tollgate ÷ nginx ssl http2 ≥ 0.60", "tls2", "tollgate", "nginx", 0.60, None),
 ]
 # Redis CPU per sliding_log decision (µs = ms per 1,000 requests), scenario s2.
 REDIS_US_PER_DECISION = 12

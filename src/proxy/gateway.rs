@@ -165,10 +165,9 @@ impl ProxyHttp for Gateway {
             return Ok(());
         };
         let empty = http::HeaderValue::from_static("");
-        let host = generation
-            .upstreams
-            .get(&route.upstream)
-            .map_or(&empty, |p| &p.host_header);
+        let pool = generation.upstreams.get(&route.upstream);
+        let host = pool.map_or(&empty, |p| &p.host_header);
+        let h2_upstream = pool.is_some_and(|p| p.settings.http2);
         let peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -185,6 +184,8 @@ impl ProxyHttp for Gateway {
                 _ => None,
             },
             tier: ctx.identity.as_ref().map(|i| i.tier().name.as_ref()),
+            https: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+            te_trailers: h2_upstream && headers::accepts_trailers(session.req_header()),
         };
         headers::rewrite(upstream_request, &f)
     }
