@@ -18,6 +18,8 @@
 //!   [`limiter::Store`] trait with `store/redis` (Lua scripts in `scripts/redis/`) and
 //!   `store/memory` (one file per algorithm, like the scripts), and the failure policy. Imports
 //!   nothing from config, identity, proxy or admin: config converts into its settings types.
+//! * [`keys_redis`]: keys unknown to the snapshot's tables, looked up in a Redis hash and
+//!   cached per replica (lock-free slots).
 //! * [`upstream`]: peer pools with health state.
 //! * [`state`]: the [`state::Generation`] in force (snapshot, pools, limiter), swapped with
 //!   `arc-swap`; read by the proxy and the admin service.
@@ -39,6 +41,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod identity;
+pub mod keys_redis;
 pub mod limiter;
 pub mod listener;
 pub mod log_redact;

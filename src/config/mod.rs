@@ -15,11 +15,12 @@ pub mod schema;
 mod snapshot;
 mod validate;
 
-pub use caller::Caller;
+pub use caller::{Caller, Resolved};
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use snapshot::{
     AccessLogSettings, AnonymousPolicy, ConnectionRateSettings, HealthCheckSettings, KeyEntry,
-    KeysFile, LimitHeaders, OnError, RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
+    KeysFile, KeysRedisSettings, LimitHeaders, OnError, RedisSettings, Route, Snapshot, Tier,
+    UpstreamSettings,
 };
 pub use validate::{load_file, load_str, reload_keys};

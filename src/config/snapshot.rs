@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub yaml_keys: Arc<[KeySpec]>,
     /// The keys file in force, if any.
     pub keys_file: Option<KeysFile>,
+    /// Where keys found in neither table are looked up, if anywhere.
+    pub keys_redis: Option<KeysRedisSettings>,
     pub access_log: AccessLogSettings,
     /// The admin API's bearer token, as a digest (`TOLLGATE_ADMIN_TOKEN` overrides it).
     pub admin_token_sha256: Option<KeyDigest>,
@@ -109,6 +111,16 @@ pub struct LimitHeaders {
     pub policy: http::HeaderValue,
     /// `600`
     pub limit: http::HeaderValue,
+}
+
+/// `keys_redis`: the hash that holds further keys, and the per-replica cache of its answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysRedisSettings {
+    pub hash: String,
+    /// Digests cached, found and not found alike.
+    pub cache: usize,
+    /// How long a cached answer stands (the revocation delay).
+    pub ttl: Duration,
 }
 
 /// The keys file a snapshot was built with.

@@ -5,8 +5,10 @@ use serde_json::json;
 use super::ratelimit_headers::{ceil_secs, header_pairs, headline};
 use super::responses::{Problem, QUOTA_EXCEEDED};
 use super::RequestCtx;
+use crate::config::{Caller, Resolved};
 use crate::limiter::{Budget, Outcome, Source};
 use crate::metrics;
+use crate::state::Generation;
 use pingora::proxy::Session;
 use pingora::Result;
 
@@ -92,6 +94,30 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
             p.request_id = Some(&ctx.request_id);
             p.send(session).await
         }
+    }
+}
+
+/// The caller, once the local tables have spoken: a key they do not hold is looked up through
+/// `keys_redis` when configured, and otherwise follows `identity.unknown_key`.
+pub async fn caller(
+    generation: &Generation,
+    resolved: Resolved,
+    client: Option<std::net::IpAddr>,
+) -> std::result::Result<Caller, crate::identity::Rejection> {
+    let snapshot = &generation.snapshot;
+    match resolved {
+        Resolved::Caller(c) => Ok(c),
+        Resolved::Rejected(why) => Err(why),
+        Resolved::Unknown(digest) => match &generation.remote_keys {
+            Some(remote) => match remote
+                .resolve(snapshot, &generation.limiter, &digest)
+                .await?
+            {
+                Some(entry) => Ok(Caller::Key(std::sync::Arc::new(entry))),
+                None => snapshot.unknown_key(client),
+            },
+            None => snapshot.unknown_key(client),
+        },
     }
 }
 

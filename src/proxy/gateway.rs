@@ -79,7 +79,7 @@ impl ProxyHttp for Gateway {
             .map(|a| a.ip());
         let client = identity::client_ip(peer_ip, &req.headers, &snapshot.trusted_proxies);
         let key = req.headers.get(&snapshot.key_header).map(|v| v.as_bytes());
-        let resolved = snapshot.caller(key, client);
+        let resolved = snapshot.resolve(key, client);
         ctx.generation = Some(generation.clone());
 
         if ctx.route.is_none() {
@@ -87,7 +87,7 @@ impl ProxyHttp for Gateway {
             p.request_id = Some(&ctx.request_id);
             return p.send(session).await;
         }
-        match resolved {
+        match enforce::caller(&generation, resolved, client).await {
             Ok(id) => ctx.identity = Some(id),
             Err(why) => return enforce::unauthorized(session, ctx, why).await,
         }
