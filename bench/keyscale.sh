@@ -6,7 +6,8 @@
 #   steady     VmRSS two seconds after start
 #   reload     SIGHUP after one line was added to the keys file (the config is unchanged, so
 #              only the key table is rebuilt) → the new key answered 200; peak RSS during it
-#              (VmHWM, reset just before through /proc/PID/clear_refs) and the ratio to steady
+#              (VmHWM, reset just before through /proc/PID/clear_refs) and the ratio to steady,
+#              and the worst latency of the requests wrk sends meanwhile (4 connections)
 #   req/cpu-s  wrk for BENCH_KEYSCALE_SECONDS over 1,000 keys spread across the file: requests
 #              served per CPU-second of the proxy (utime+stime), and its ratio to the smallest size
 #
@@ -124,11 +125,18 @@ EOF
     # One more key, then SIGHUP: only the key table is rebuilt.
     printf 'cust-new\tpaid\t%s\n' "$(printf '%s' "bench-key-new" | sha256sum | cut -d' ' -f1)" >>"$TMP/keys.tsv"
     echo 5 >"/proc/$TG/clear_refs"
+    # Requests keep flowing during the reload: their worst latency is recorded.
+    WRK_KEYFILE="$TMP/sample.txt" taskset -c "$LOAD_CPU" wrk -t 1 -c 4 -d 4s -s "$TMP/wrk.lua" \
+        "http://127.0.0.1:$PORT/bench" >"$TMP/wrk-reload.txt" 2>&1 &
+    WRK_RELOAD=$!
+    sleep 0.5
     T0=$(now)
     kill -HUP "$TG"
     wait_for bench-key-new
     RELOAD_S=$(since "$T0")
     PEAK_KB=$(status_kb "$TG" VmHWM)
+    wait "$WRK_RELOAD" || true
+    WORST=$(awk '$1 == "Latency" {print $4}' "$TMP/wrk-reload.txt")
     sleep 2
     AFTER_KB=$(status_kb "$TG" VmRSS)
 
@@ -145,9 +153,9 @@ EOF
 
     ROW=$(awk -v n="$N" -v cs="$CHECK_S" -v ck="$CHECK_KB" -v s="$START_S" -v st="$STEADY_KB" \
         -v rl="$RELOAD_S" -v pk="$PEAK_KB" -v af="$AFTER_KB" -v rate="$RATE" -v base="$BASE_RATE" \
-        -v bad="${NON2XX:-0}" 'BEGIN {
-        printf "| %d | %.2f s | %.0f MB | %.2f s | %.0f MB | %.2f s | %.0f MB (%.2f×) | %.0f MB | %d (%.2f×)%s |",
-            n, cs, ck / 1024, s, st / 1024, rl, pk / 1024, pk / st, af / 1024, rate, rate / base,
+        -v bad="${NON2XX:-0}" -v worst="${WORST:-?}" 'BEGIN {
+        printf "| %d | %.2f s | %.0f MB | %.2f s | %.0f MB | %.2f s | %.0f MB (%.2f×) | %s | %.0f MB | %d (%.2f×)%s |",
+            n, cs, ck / 1024, s, st / 1024, rl, pk / 1024, pk / st, worst, af / 1024, rate, rate / base,
             (bad > 0 ? ", " bad " non-2xx" : "") }')
     echo "$ROW" >&2
     ROWS+=("$ROW")
@@ -159,8 +167,8 @@ mkdir -p "$OUT"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), git $(git rev-parse --short HEAD 2>/dev/null || echo '?'), load average at the end: $(cut -d' ' -f1-3 /proc/loadavg), proxy pinned to CPU $PROXY_CPU (1 thread), wrk and the upstream on CPU $LOAD_CPU, ${SECONDS_RUN} s of wrk (16 connections) over 1,000 keys spread across the file."
     echo
-    echo "| keys | \`-t\` | peak RSS of \`-t\` | start | steady RSS | reload (keys file) | peak RSS during reload (÷ steady) | RSS after reload | requests per proxy CPU-s (÷ smallest) |"
-    echo "|---|---|---|---|---|---|---|---|---|"
+    echo "| keys | \`-t\` | peak RSS of \`-t\` | start | steady RSS | reload (keys file) | peak RSS during reload (÷ steady) | worst latency during reload | RSS after reload | requests per proxy CPU-s (÷ smallest) |"
+    echo "|---|---|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${ROWS[@]}"
 } >"$OUT/keyscale.md"
 cat "$OUT/keyscale.md"
