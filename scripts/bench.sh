@@ -25,6 +25,9 @@
 #        bare Pingora
 #   s5   as s2 against a Redis Cluster (scenario_s5 runs scenario_cluster from
 #        bench/cluster_scenario.sh when that file is there)
+#   s6   a request that matches its tier plus two policies (one by identity, one global) against
+#        the same tier alone: tollgate:policies / tollgate, sliding_log keys as in s2 (target:
+#        at most 1.3x the proxy CPU per request)
 #   rss  tollgate RSS idle, and after 100,000 distinct identities (anonymous callers with distinct
 #        X-Forwarded-For addresses from a trusted proxy), with the Redis and the in-process store
 #   locust  scripts/locust-smoke.sh (not pinned): throughput, p95 and the over-admission verdict
@@ -230,7 +233,7 @@ flush_redis() {
 PROXY_PID='' PROXY_PORT='' ADMIN_PORT=''
 PROXY_PIDS=()
 
-# tollgate_conf VARIANT: std | nocache | anon-redis | anon-mem
+# tollgate_conf VARIANT: std | nocache | policies | anon-redis | anon-mem
 tollgate_conf() {
     local variant=$1 i
     echo "listen: [\"127.0.0.1:$PROXY_PORT\"]"
@@ -262,6 +265,12 @@ tollgate_conf() {
         echo "  sw_high: { limits: [{ requests: 100000, window: 60s, algorithm: sliding_window }] }"
         echo "  tb_high: { limits: [{ requests: 100000, window: 60s, algorithm: token_bucket }] }"
         echo "  tiny: { limits: [{ requests: 1, window: 1h }] }"
+        if [ "$variant" = policies ]; then
+            # Two more budgets per request, decided in the same store call as the tier's.
+            echo "policies:"
+            echo "  - { name: per-key-burst, limits: [{ requests: 1000000000, window: 60s, algorithm: token_bucket }] }"
+            echo "  - { name: backend, by: global, limits: [{ requests: 1000000000, window: 60s, algorithm: fixed_window }] }"
+        fi
         echo "keys:"
         echo "  - { id: bench-internal, key: \"bench-internal\", tier: internal }"
         echo "  - { id: bench-reject, key: \"bench-reject\", tier: tiny }"
@@ -501,6 +510,12 @@ scenario_s4() {
     WRK_KEY_PREFIX=bench-sw- WRK_KEYS=$NKEYS run_case s4sw 2xx s2 "tollgate=tollgate sliding_window"
     scenario_meta s4tb "token_bucket through Redis, $NKEYS keys, all allowed"
     WRK_KEY_PREFIX=bench-tb- WRK_KEYS=$NKEYS run_case s4tb 2xx s2 "tollgate=tollgate token_bucket"
+}
+
+scenario_s6() {
+    scenario_meta s6 "tier plus two policies vs the tier alone, sliding_log through Redis, $NKEYS keys"
+    WRK_KEY_PREFIX=bench-sl- WRK_KEYS=$NKEYS run_case s6 2xx s6 \
+        "tollgate=tollgate, tier alone" "tollgate:policies=tollgate, tier + 2 policies"
 }
 
 # Scenario 5, Redis Cluster: bench/cluster_scenario.sh (sourced below when present) defines

@@ -70,8 +70,8 @@ mod defs {
     pub static DECISIONS: Lazy<IntCounterVec> = Lazy::new(|| {
         register_int_counter_vec!(
             "tollgate_ratelimit_decisions_total",
-            "Rate-limit decisions, by tier, limit and decision",
-            &["tier", "limit", "decision"]
+            "Rate-limit decisions, by tier, policy (`tier` for the tier's own limits), limit and decision",
+            &["tier", "policy", "limit", "decision"]
         )
         .expect("register tollgate_ratelimit_decisions_total")
     });
@@ -114,6 +114,21 @@ mod defs {
             "Generation of the configuration in force; bumps on every successful load"
         )
         .expect("register tollgate_config_generation")
+    });
+    pub static STORE_OPS: Lazy<IntCounterVec> = Lazy::new(|| {
+        register_int_counter_vec!(
+            "tollgate_store_operations_total",
+            "Store operations besides decisions, by op (refund: charges given back across hash slots)",
+            &["op"]
+        )
+        .expect("register tollgate_store_operations_total")
+    });
+    pub static STORE_OVERFLOW: Lazy<IntCounter> = Lazy::new(|| {
+        register_int_counter!(
+            "tollgate_store_overflow_total",
+            "Requests the in-process store judged in a tier's shared overflow bucket because it held memory_max_identities identities"
+        )
+        .expect("register tollgate_store_overflow_total")
     });
     pub static BREAKER_STATE: Lazy<IntGauge> = Lazy::new(|| {
         register_int_gauge!(
@@ -192,6 +207,8 @@ pub fn init() {
     Lazy::force(&RELOADS);
     Lazy::force(&GENERATION);
     Lazy::force(&ACCESS_LOG_DROPPED);
+    Lazy::force(&STORE_OVERFLOW);
+    Lazy::force(&STORE_OPS);
     Lazy::force(&TOP_LIMITED);
     Lazy::force(&CONNECTIONS_REFUSED_RATE);
     Lazy::force(&CONNECTIONS_UNTRACKED);
@@ -225,8 +242,20 @@ pub fn upstream_error(upstream: &str, kind: &str) {
     UPSTREAM_ERRORS.with_label_values(&[upstream, kind]).inc();
 }
 
-pub fn decision(tier: &str, limit: &str, decision: &str) {
-    DECISIONS.with_label_values(&[tier, limit, decision]).inc();
+/// `policy` is `tier` for a tier's own limit; `limit` is the limit as the 429 names it.
+pub fn decision(tier: &str, policy: &str, limit: &str, decision: &str) {
+    DECISIONS
+        .with_label_values(&[tier, policy, limit, decision])
+        .inc();
+}
+
+/// One refund across hash slots sent (Redis Cluster; see `store/redis/split.rs`).
+pub fn store_refund() {
+    STORE_OPS.with_label_values(&["refund"]).inc();
+}
+
+pub fn store_overflow() {
+    STORE_OVERFLOW.inc();
 }
 
 pub fn key_request(key_id: &str, decision: &str) {

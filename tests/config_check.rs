@@ -95,7 +95,7 @@ fn unknown_field() {
     refuses(
         "unknown_field",
         "13:5: field `routes[0].strip_prefx`: unknown field `strip_prefx`, expected one of \
-         `prefix`, `upstream`, `strip_prefix`, `cost`, `preserve_host`",
+         `name`, `prefix`, `methods`, `upstream`, `strip_prefix`, `cost`, `preserve_host`",
     );
 }
 

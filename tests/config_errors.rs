@@ -46,11 +46,14 @@ pub const fn row(yaml: &'static str, at: &'static str, message: &'static str) ->
 mod keys_file;
 #[path = "config_errors/limits.rs"]
 mod limits;
+#[path = "config_errors/policies.rs"]
+mod policies;
 #[path = "config_errors/routing.rs"]
 mod routing;
 
 use keys_file::{KEYS_FILE, LONG_LINE};
 use limits::{DURATIONS, FILE, IDENTITY, KEYS, PARSING, TIERS};
+use policies::{CAPACITY, POLICIES, POLICY_LIMITS, ROUTE_MATCH};
 use routing::{LISTEN, REDIS, ROUTES, UPSTREAMS};
 
 const TABLES: &[(&str, &[Row])] = &[
@@ -58,9 +61,13 @@ const TABLES: &[(&str, &[Row])] = &[
     ("redis", REDIS),
     ("upstreams", UPSTREAMS),
     ("routes", ROUTES),
+    ("route_match", ROUTE_MATCH),
     ("tiers", TIERS),
+    ("policies", POLICIES),
+    ("policy_limits", POLICY_LIMITS),
     ("durations", DURATIONS),
     ("identity", IDENTITY),
+    ("capacity", CAPACITY),
     ("keys", KEYS),
     ("file", FILE),
     ("parsing", PARSING),

@@ -78,19 +78,19 @@ fn counters_match_a_known_mix_exactly() {
     );
     assert_eq!(
         v(
-            r#"tollgate_ratelimit_decisions_total{decision="limited",limit="per_minute",tier="tight"}"#
+            r#"tollgate_ratelimit_decisions_total{decision="limited",limit="per_minute",policy="tier",tier="tight"}"#
         ),
         3.0
     );
     assert_eq!(
         v(
-            r#"tollgate_ratelimit_decisions_total{decision="allowed",limit="per_minute",tier="tight"}"#
+            r#"tollgate_ratelimit_decisions_total{decision="allowed",limit="per_minute",policy="tier",tier="tight"}"#
         ),
         2.0
     );
     assert_eq!(
         v(
-            r#"tollgate_ratelimit_decisions_total{decision="allowed",limit="per_minute",tier="free"}"#
+            r#"tollgate_ratelimit_decisions_total{decision="allowed",limit="per_minute",policy="tier",tier="free"}"#
         ),
         5.0
     );

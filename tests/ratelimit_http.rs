@@ -231,7 +231,7 @@ fn shadow_tier_reports_but_never_blocks() {
         metric_value(
             &m,
             &format!(
-                "tollgate_ratelimit_decisions_total{{decision=\"{d}\",limit=\"per_minute\",tier=\"shadowed\"}}"
+                "tollgate_ratelimit_decisions_total{{decision=\"{d}\",limit=\"per_minute\",policy=\"tier\",tier=\"shadowed\"}}"
             ),
         )
     };

@@ -23,7 +23,10 @@ local cost = tonumber(ARGV[2])
 if now_us == nil or cost == nil then
   return redis.error_reply('tollgate: now and cost must be numbers')
 end
-if now_us == 0 then
+-- now 0: Redis TIME. now -1: Redis TIME, and the time used is appended to the answer, so that a
+-- caller splitting a request over hash slots can refund this call exactly (refund.lua).
+local report_now = (now_us == -1)
+if now_us <= 0 then
   local t = redis.call('TIME')
   now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
@@ -70,4 +73,7 @@ if out[1] == 1 then
   end
 end
 
+if report_now then
+  out[#out + 1] = now_us
+end
 return out

@@ -332,5 +332,34 @@ expect "peek sl reset: until the oldest entry leaves" "60000" "$(field "$(pk $((
 expect "reset deletes every key it names" "2" "$(r EVALSHA "$reset_sha" 3 "peek:{a}:$SL" "peek:{a}:$FW" "absent:{a}")"
 expect "after a reset the budget is whole" "1 1 1 9" "$(ev $((B + S)) 1 "peek:{a}:$SL,$SL,10,$W" | cut -d' ' -f1-4)"
 
+# --- refund.lua: gives back exactly what one admitted call recorded (Redis Cluster, budgets over
+# several hash slots). Two admissions at one time, one refund: one admission is left.
+refund_sha=$(r SCRIPT LOAD "$(cat "$here/refund.lua")")
+rf() { # AT COST KEY CODE LIMIT WINDOW
+  r EVALSHA "$refund_sha" 1 "$3" "$1" "$2" "$4" "$5" "$6"
+}
+F=$(( $(date +%s) * S + 3600 * S ))   # an hour ahead: refund.lua compares with Redis TIME
+for code in $SL $SW $FW $TB; do
+  k="refund:{a}:$code"
+  ev $F 1 $k,$code,5,$W >/dev/null
+  ev $F 2 $k,$code,5,$W >/dev/null
+  expect "refund $code: one limit refunded" "1" "$(rf $F 2 $k $code 5 $W)"
+  expect "refund $code: the refunded cost is free again" "1 1 1 1" "$(ev $F 3 $k,$code,5,$W | cut -d' ' -f1-4)"
+done
+# sliding_log: an admission after the refunded one stays; the ring keeps its time order.
+k="refund:{c}:sl"
+ev $F 1 $k,$SL,5,$W >/dev/null
+ev $((F + MS)) 2 $k,$SL,5,$W >/dev/null
+ev $((F + 2 * MS)) 1 $k,$SL,5,$W >/dev/null
+expect "refund sl under a newer admission" "1" "$(rf $((F + MS)) 2 $k $SL 5 $W)"
+expect "refund sl: the ring is the older and the newer admission, oldest first" \
+  "5 4 0 0 0 $F $((F + 2 * MS))" "$(ring $k)"
+expect "refund sl: exactly the refunded cost fits again" "1 1 1 0" "$(ev $((F + 3 * MS)) 3 $k,$SL,5,$W | cut -d' ' -f1-4)"
+expect "refund sl: then the oldest admission decides the retry" "0 1 0 0 $((W - 4))" \
+  "$(ev $((F + 4 * MS)) 1 $k,$SL,5,$W | cut -d' ' -f1-5)"
+expect "refund of a window that has turned gives nothing back" "0" "$(rf $((F - 120 * S)) 1 "refund:{a}:$FW" $FW 5 $W)"
+expect "refund of a key that is gone gives nothing back" "0" "$(rf $F 1 "refund:{a}:absent" $SL 5 $W)"
+expect "now -1 reports the Redis time it recorded at" "7" "$(r EVALSHA "$sha" 1 "refund:{b}" -1 1 $FW 5 $W | wc -l | tr -d ' ')"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

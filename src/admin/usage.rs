@@ -11,14 +11,15 @@ use serde_json::json;
 
 use super::answer;
 use crate::config::KeyEntry;
-use crate::limiter::{Budget, StoreError};
+use crate::limiter::{Budget, Limit, StoreError};
 use crate::state::Generation;
 
 pub async fn read(generation: &Generation, id: &str) -> Response<Vec<u8>> {
     let Some(entry) = generation.snapshot.key_by_id(id) else {
         return unknown(id);
     };
-    let budgets = budgets(&entry);
+    let policies = generation.snapshot.identity_policy_limits(&entry.tier);
+    let budgets = budgets(&entry, &policies);
     let usage = match generation.limiter.peek(&budgets).await {
         Ok(u) => u,
         Err(e) => return store_down(&e),
@@ -50,7 +51,8 @@ pub async fn clear(
     let Some(entry) = generation.snapshot.key_by_id(id) else {
         return unknown(id);
     };
-    let result = generation.limiter.reset(&budgets(&entry)).await;
+    let policies = generation.snapshot.identity_policy_limits(&entry.tier);
+    let result = generation.limiter.reset(&budgets(&entry, &policies)).await;
     let who = peer.map_or_else(|| "an unknown peer".to_string(), |p| p.to_string());
     match result {
         Ok(()) => {
@@ -64,11 +66,14 @@ pub async fn clear(
     }
 }
 
-fn budgets(entry: &KeyEntry) -> Vec<Budget<'_>> {
-    vec![Budget::new(
-        entry.store_identity.as_str(),
-        &entry.tier.limits,
-    )]
+/// The tier's own limits and its `by: identity` policy limits (`<policy>.<limit>`), all on the
+/// id's store identity.
+fn budgets<'a>(entry: &'a KeyEntry, policies: &'a [Limit]) -> Vec<Budget<'a>> {
+    let id = entry.store_identity.as_str();
+    vec![
+        Budget::new(id, &entry.tier.limits),
+        Budget::new(id, policies),
+    ]
 }
 
 fn unknown(id: &str) -> Response<Vec<u8>> {

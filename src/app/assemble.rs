@@ -29,6 +29,8 @@ impl Assembler {
     /// Builds generation 1 from `snapshot` and the state that holds it.
     pub fn start(snapshot: Snapshot) -> Result<Self, String> {
         let memory = Arc::new(MemoryStore::new());
+        // Expired entries go within a second, with or without traffic.
+        memory.start_sweeper(std::time::Duration::from_secs(1));
         let top = Arc::new(TopLimited::new());
         let first = build(1, snapshot, None, &memory, &top)?;
         Ok(Assembler {
@@ -64,6 +66,7 @@ fn build(
         };
         upstreams.insert(name.clone(), pool);
     }
+    memory.set_max_identities(snapshot.memory_max_identities);
     let limiter = match (previous, &snapshot.redis) {
         (Some(p), redis) if p.limiter.settings() == redis.as_ref() => p.limiter.clone(),
         (_, Some(redis)) => Arc::new(redis_limiter(redis, memory)),

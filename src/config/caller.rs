@@ -105,7 +105,7 @@ impl Snapshot {
             AnonymousPolicy::Reject => Err(otherwise),
             AnonymousPolicy::Tier(tier) => Ok(Caller::Anonymous {
                 tier: tier.clone(),
-                store_identity: StoreIdentity::for_ip(client),
+                store_identity: StoreIdentity::for_ip(client, self.ipv6_prefix),
             }),
         }
     }

@@ -363,6 +363,7 @@ mod tests {
     fn tier(name: &str) -> Arc<Tier> {
         Arc::new(Tier {
             name: name.into(),
+            index: 0,
             limits: Vec::new(),
             shadow: false,
             limit_headers: Vec::new(),

@@ -9,6 +9,7 @@ mod caller;
 mod duration;
 mod error;
 pub mod key_table;
+pub mod plan;
 mod positions;
 pub mod reload;
 pub mod schema;
@@ -18,6 +19,7 @@ mod validate;
 pub use caller::{Caller, Resolved};
 pub use duration::parse_duration;
 pub use error::ConfigError;
+pub use plan::{By, Plan, PlanBudget, RoutePlans, TIER_POLICY};
 pub use snapshot::{
     AccessLogSettings, AnonymousPolicy, ConnectionRateSettings, HealthCheckSettings, KeyEntry,
     KeysFile, KeysRedisSettings, LimitHeaders, OnError, RedisSettings, Route, Snapshot, Tier,

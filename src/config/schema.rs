@@ -47,6 +47,37 @@ pub struct RawConfig {
     pub admin_token_sha256: Option<String>,
     /// New connections per client address, decided at accept time.
     pub connection_rate: Option<RawConnectionRate>,
+    /// Limits per route, method and attribute, checked together with the tier's own.
+    #[serde(default)]
+    pub policies: Vec<RawPolicy>,
+    /// The most identities the in-process store holds (then: a shared overflow bucket per tier).
+    #[serde(default = "default_memory_max_identities")]
+    pub memory_max_identities: u64,
+}
+
+fn default_memory_max_identities() -> u64 {
+    crate::limiter::store::memory::DEFAULT_MAX_IDENTITIES as u64
+}
+
+/// `{ name, match: { routes, methods }, by, limits | tiers }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub name: String,
+    #[serde(default)]
+    pub r#match: RawMatch,
+    /// `identity` (default), `ip`, `global` or `header:<name>`.
+    pub by: Option<String>,
+    pub limits: Option<Vec<RawLimit>>,
+    pub tiers: Option<BTreeMap<String, Vec<RawLimit>>>,
+}
+
+/// Omitted fields match anything.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub routes: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq)]
@@ -201,7 +232,11 @@ fn default_hc_interval() -> Dur {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    /// Used by policies and as the `route` metric label; default: the prefix.
+    pub name: Option<String>,
     pub prefix: String,
+    /// Only these methods match the route (default: any).
+    pub methods: Option<Vec<String>>,
     pub upstream: String,
     #[serde(default)]
     pub strip_prefix: bool,
@@ -226,6 +261,9 @@ pub struct RawIdentity {
     pub anonymous: RawAnonymous,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// IPv6 clients are bucketed by this prefix length (128: the whole address).
+    #[serde(default = "default_ipv6_prefix")]
+    pub ipv6_prefix: u8,
 }
 
 impl Default for RawIdentity {
@@ -235,8 +273,13 @@ impl Default for RawIdentity {
             unknown_key: RawUnknownKey::default(),
             anonymous: RawAnonymous::default(),
             trusted_proxies: Vec::new(),
+            ipv6_prefix: default_ipv6_prefix(),
         }
     }
+}
+
+fn default_ipv6_prefix() -> u8 {
+    64
 }
 
 fn default_key_header() -> String {

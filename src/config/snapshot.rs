@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use super::key_table::{KeyRef, KeySpec, KeyTable};
 use crate::identity::{KeyDigest, StoreIdentity};
 
+use super::plan::{Plan, RoutePlans};
 use crate::limiter::Limit;
 pub use crate::limiter::{OnError, RedisSettings};
 
@@ -44,6 +45,12 @@ pub struct Snapshot {
     /// Where keys found in neither table are looked up, if anywhere.
     pub keys_redis: Option<KeysRedisSettings>,
     pub access_log: AccessLogSettings,
+    /// Per route (same order as `routes`): the budgets of each method class and tier.
+    pub plans: Vec<RoutePlans>,
+    /// IPv6 clients are bucketed by this prefix (anonymous callers and `by: ip`).
+    pub ipv6_prefix: u8,
+    /// The most identities the in-process store holds.
+    pub memory_max_identities: usize,
     /// The admin API's bearer token, as a digest (`TOLLGATE_ADMIN_TOKEN` overrides it).
     pub admin_token_sha256: Option<KeyDigest>,
     pub connection_rate: Option<ConnectionRateSettings>,
@@ -80,9 +87,12 @@ pub struct HealthCheckSettings {
 
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// The route's label in metrics and logs: its prefix as configured.
+    /// The route's label in metrics and logs, and what policies match: its `name`, by default
+    /// its prefix as configured.
     pub name: Arc<str>,
     pub prefix: String,
+    /// The methods this route matches; `None`: any.
+    pub methods: Option<Vec<http::Method>>,
     pub upstream: String,
     pub strip_prefix: bool,
     pub cost: u64,
@@ -98,6 +108,8 @@ pub enum AnonymousPolicy {
 #[derive(Debug)]
 pub struct Tier {
     pub name: Arc<str>,
+    /// Position in the per-route plan tables.
+    pub index: usize,
     pub limits: Vec<Limit>,
     pub shadow: bool,
     /// Header values of each limit (same order as `limits`), computed once per load.
@@ -171,9 +183,17 @@ pub struct AccessLogSettings {
 }
 
 impl Snapshot {
-    /// The index in `routes` of the longest configured prefix that matches `path`.
-    pub fn route_for(&self, path: &str) -> Option<usize> {
-        self.routes.iter().position(|r| path.starts_with(&r.prefix))
+    /// The index in `routes` of the longest configured prefix that matches `path` among the
+    /// routes that take `method` (a route with `methods` skips the others).
+    pub fn route_for(&self, path: &str, method: &http::Method) -> Option<usize> {
+        self.routes.iter().position(|r| {
+            path.starts_with(&r.prefix) && r.methods.as_ref().is_none_or(|ms| ms.contains(method))
+        })
+    }
+
+    /// The budgets of a request on route `route` with `method` by a caller of `tier`.
+    pub fn plan(&self, route: usize, method: &http::Method, tier: &Tier) -> Option<&Arc<Plan>> {
+        self.plans.get(route)?.plan(method, tier.index)
     }
 
     /// The key entry of configured id `id` (any of its keys): a scan, for the admin API only.

@@ -1,8 +1,10 @@
 //! What a request draws on: one or more budgets, each an identity with the limits that apply to it.
 //!
-//! Today a request has the budget of its caller (an API key's id, or an anonymous client IP).
-//! Policies add more (a per-IP, a global or a per-header bucket), and every budget of a request
-//! is decided in one store call per Redis hash slot, so the stores take a list from the start.
+//! A request has the budget of its caller (an API key's id, or an anonymous client IP), and one
+//! more per matching policy (the caller's again, a per-IP, a global or a per-header bucket).
+//! Every budget of a request is decided together: in one call by the in-process store and by a
+//! single Redis, in one call per hash slot on Redis Cluster (with a refund when the slots
+//! disagree, see `store::redis::cluster_split`).
 
 use super::Limit;
 
@@ -10,15 +12,29 @@ use super::Limit;
 ///
 /// `identity` is already in its store form (a digest, `ip:<addr>`, ...), never a raw key; it
 /// becomes the hash tag of every key of this budget.
+///
+/// `overflow` names the shared bucket (one per tier) the in-process store counts this budget in
+/// when it is full and `identity` is new to it (`memory_max_identities`).
 #[derive(Debug, Clone, Copy)]
 pub struct Budget<'a> {
     pub identity: &'a str,
     pub limits: &'a [Limit],
+    pub overflow: &'a str,
 }
 
 impl<'a> Budget<'a> {
     pub fn new(identity: &'a str, limits: &'a [Limit]) -> Self {
-        Budget { identity, limits }
+        Budget {
+            identity,
+            limits,
+            overflow: "",
+        }
+    }
+
+    /// The same budget, counted in the overflow bucket `scope` when the in-process store is full.
+    pub fn with_overflow(mut self, scope: &'a str) -> Self {
+        self.overflow = scope;
+        self
     }
 }
 

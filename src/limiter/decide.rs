@@ -124,8 +124,9 @@ impl Limiter {
         self.breaker.state()
     }
 
-    /// Decides one request. The over-limit cache keys a denial by the first budget's identity
-    /// and `scope` (the tier), and `generation` ties it to the config it was made under.
+    /// Decides one request. The over-limit cache keys a denial by every budget's identity and
+    /// `scope` (the tier, route and method the budgets were planned for), and `generation`
+    /// ties it to the config it was made under.
     pub async fn decide(
         &self,
         budgets: &[Budget<'_>],
@@ -133,7 +134,7 @@ impl Limiter {
         scope: &str,
         generation: u64,
     ) -> Outcome {
-        let Some(first) = budgets.first().filter(|_| super::limit_count(budgets) > 0) else {
+        if super::limit_count(budgets) == 0 {
             return Outcome::Decided {
                 verdict: Verdict {
                     allowed: true,
@@ -143,7 +144,8 @@ impl Limiter {
             };
         };
         if let Some(cache) = &self.over_limit {
-            if let Some(verdict) = cache.get(first.identity, scope, generation) {
+            if let Some(verdict) = cache.get(budgets.iter().map(|b| b.identity), scope, generation)
+            {
                 return Outcome::Decided {
                     verdict,
                     source: Source::Cache,
@@ -159,7 +161,12 @@ impl Limiter {
             Ok(verdict) => {
                 self.breaker.record(permit, false);
                 if let Some(cache) = &self.over_limit {
-                    cache.put(first.identity, scope, generation, &verdict);
+                    cache.put(
+                        budgets.iter().map(|b| b.identity),
+                        scope,
+                        generation,
+                        &verdict,
+                    );
                 }
                 Outcome::Decided {
                     verdict,
@@ -170,7 +177,8 @@ impl Limiter {
                 metrics::store_error(e.kind());
                 self.breaker.record(permit, true);
                 if let Some(late) = late {
-                    self.await_late_answer(late, first.identity, scope, generation);
+                    let identities = budgets.iter().map(|b| b.identity.to_owned()).collect();
+                    self.await_late_answer(late, identities, scope, generation);
                 }
                 self.fallback(e, budgets, cost)
             }
@@ -178,7 +186,13 @@ impl Limiter {
     }
 
     /// Lets a timed-out call finish in the background; see the module docs.
-    fn await_late_answer(&self, late: LateAnswer, identity: &str, scope: &str, generation: u64) {
+    fn await_late_answer(
+        &self,
+        late: LateAnswer,
+        identities: Vec<String>,
+        scope: &str,
+        generation: u64,
+    ) {
         if self.late_calls.fetch_add(1, Ordering::AcqRel) >= MAX_LATE_CALLS {
             self.late_calls.fetch_sub(1, Ordering::AcqRel);
             return;
@@ -186,12 +200,17 @@ impl Limiter {
         let in_flight = self.late_calls.clone();
         let breaker = self.breaker.clone();
         let cache = self.over_limit.clone();
-        let (identity, scope) = (identity.to_owned(), scope.to_owned());
+        let scope = scope.to_owned();
         tokio::spawn(async move {
             if let Ok(verdict) = late.await {
                 breaker.late_answer();
                 if let Some(cache) = cache {
-                    cache.put(&identity, &scope, generation, &verdict);
+                    cache.put(
+                        identities.iter().map(String::as_str),
+                        &scope,
+                        generation,
+                        &verdict,
+                    );
                 }
             }
             in_flight.fetch_sub(1, Ordering::AcqRel);

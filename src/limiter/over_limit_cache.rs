@@ -40,9 +40,18 @@ impl OverLimitCache {
         }
     }
 
-    fn slot(&self, identity: &str, tier: &str, generation: u64) -> (usize, u64) {
+    /// Every identity of the request takes part: a denial by a policy's shared budget (an IP,
+    /// a header value, `global`) must not be replayed for the same caller with other budgets.
+    fn slot<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a str>,
+        tier: &str,
+        generation: u64,
+    ) -> (usize, u64) {
         let mut h = self.hasher.build_hasher();
-        identity.hash(&mut h);
+        for identity in identities {
+            identity.hash(&mut h);
+        }
         tier.hash(&mut h);
         generation.hash(&mut h);
         let k = h.finish();
@@ -50,8 +59,13 @@ impl OverLimitCache {
     }
 
     /// A cached denial with its retry time counted down to `now`, if one is still running.
-    pub fn get(&self, identity: &str, tier: &str, generation: u64) -> Option<Verdict> {
-        let (s, k) = self.slot(identity, tier, generation);
+    pub fn get<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a str>,
+        tier: &str,
+        generation: u64,
+    ) -> Option<Verdict> {
+        let (s, k) = self.slot(identities, tier, generation);
         let now = Instant::now();
         let mut shard = self.shards[s].lock().unwrap_or_else(|p| p.into_inner());
         let e = shard.get(&k)?;
@@ -75,12 +89,18 @@ impl OverLimitCache {
     }
 
     /// Records a denial; the entry lives until the earliest moment Redis could admit again.
-    pub fn put(&self, identity: &str, tier: &str, generation: u64, verdict: &Verdict) {
+    pub fn put<'a>(
+        &self,
+        identities: impl IntoIterator<Item = &'a str>,
+        tier: &str,
+        generation: u64,
+        verdict: &Verdict,
+    ) {
         let wait = verdict.retry_after_ms();
         if verdict.allowed || wait == 0 {
             return;
         }
-        let (s, k) = self.slot(identity, tier, generation);
+        let (s, k) = self.slot(identities, tier, generation);
         let now = Instant::now();
         let mut shard = self.shards[s].lock().unwrap_or_else(|p| p.into_inner());
         if shard.len() >= MAX_PER_SHARD {
@@ -119,11 +139,12 @@ mod tests {
     #[test]
     fn holds_until_redis_said_then_forgets() {
         let c = OverLimitCache::new();
-        c.put("k:1", "free", 1, &denied(40));
-        assert!(c.get("k:1", "free", 1).is_some());
-        assert!(c.get("k:1", "free", 2).is_none(), "a reload invalidates");
-        assert!(c.get("k:2", "free", 1).is_none());
+        c.put(["k:1"], "free", 1, &denied(40));
+        assert!(c.get(["k:1"], "free", 1).is_some());
+        assert!(c.get(["k:1"], "free", 2).is_none(), "a reload invalidates");
+        assert!(c.get(["k:2"], "free", 1).is_none());
+        assert!(c.get(["k:1", "global"], "free", 1).is_none());
         std::thread::sleep(Duration::from_millis(50));
-        assert!(c.get("k:1", "free", 1).is_none());
+        assert!(c.get(["k:1"], "free", 1).is_none());
     }
 }

@@ -24,6 +24,8 @@ pub struct RequestCtx {
     /// The limit whose headers the response carries.
     pub headline: Option<Headline>,
     pub peer: Option<SocketAddr>,
+    /// The client address as judged (`identity.trusted_proxies`), for `by: ip` policies.
+    pub client_ip: Option<std::net::IpAddr>,
     /// Peers that refused a connection for this request, skipped on retry.
     pub failed_peers: Vec<SocketAddr>,
     pub upstream_started: Option<Instant>,
@@ -44,6 +46,7 @@ impl Default for RequestCtx {
             decision: None,
             headline: None,
             peer: None,
+            client_ip: None,
             failed_peers: Vec::new(),
             upstream_started: None,
             upstream_took: None,
@@ -57,7 +60,7 @@ impl RequestCtx {
         Some(&self.generation.as_ref()?.snapshot.routes[self.route?])
     }
 
-    /// The `route` label: the configured prefix, or `unmatched`.
+    /// The `route` label: the route's name (by default its prefix), or `unmatched`.
     pub fn route_label(&self) -> &str {
         self.route().map_or("unmatched", |r| &r.name)
     }

@@ -2,89 +2,71 @@
 
 use serde_json::json;
 
-use super::ratelimit_headers::{ceil_secs, header_pairs, headline};
+use super::ratelimit_headers::{ceil_secs, header_pairs, headline, Headline};
 use super::responses::{Problem, QUOTA_EXCEEDED};
 use super::RequestCtx;
-use crate::config::{Caller, Resolved};
-use crate::limiter::{Budget, Outcome, Source};
+use crate::config::{Plan, Tier, TIER_POLICY};
+use crate::limiter::{Budget, Outcome, Source, Verdict};
 use crate::metrics;
-use crate::state::Generation;
 use pingora::proxy::Session;
 use pingora::Result;
 
 /// Returns `Ok(true)` when the response was written (the request stops here).
+///
+/// The request's [`Plan`] (looked up by route, method and tier) lists its budgets: the tier's
+/// own, then each matching policy's. All of them are decided in one limiter call.
 pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-    let (Some(generation), Some(identity)) = (ctx.generation.clone(), ctx.identity.clone()) else {
+    let (Some(generation), Some(identity), Some(route)) =
+        (ctx.generation.clone(), ctx.identity.clone(), ctx.route)
+    else {
         return Ok(false);
     };
+    let snapshot = &generation.snapshot;
     let tier = identity.tier().clone();
-    if tier.limits.is_empty() {
+    let req = session.req_header();
+    let Some(plan) = snapshot
+        .plan(route, &req.method, &tier)
+        .filter(|p| p.is_limited())
+    else {
         ctx.decision = Some("unlimited");
         return Ok(false);
-    }
+    };
     let cost = ctx.route().map_or(1, |r| r.cost);
-    let budgets = [Budget::new(
-        identity.store_identity().as_str(),
-        &tier.limits,
-    )];
+    let ids = plan.identities(
+        identity.store_identity(),
+        ctx.client_ip,
+        &req.headers,
+        snapshot.ipv6_prefix,
+    );
+    // `slots[k]`: the plan budget and limit of the verdict's k-th outcome.
+    let mut budgets = Vec::with_capacity(ids.len());
+    let mut slots = Vec::with_capacity(plan.budgets.len() * 2);
+    for (bi, id) in ids.iter().enumerate() {
+        if let Some(id) = id {
+            let limits = &plan.budgets[bi].limits;
+            budgets.push(Budget::new(id.as_str(), limits).with_overflow(&tier.name));
+            slots.extend((0..limits.len()).map(|li| (bi, li)));
+        }
+    }
     let outcome = generation
         .limiter
-        .decide(&budgets, cost, &tier.name, generation.number)
+        .decide(&budgets, cost, &plan.scope, generation.number)
         .await;
-
     match outcome {
         Outcome::Decided { verdict, source } => {
-            let h = headline(&verdict);
-            ctx.headline = h;
-            let limit_name = h.map_or("none", |h| &tier.limits[h.index].name);
-            let decision = match (verdict.allowed, source, tier.shadow) {
-                (_, Source::Local, _) => "local",
-                (true, _, _) => "allowed",
-                (false, _, true) => "shadow_limited",
-                (false, _, false) => "limited",
-            };
-            ctx.decision = Some(decision);
-            metrics::decision(&tier.name, limit_name, decision);
             if !verdict.allowed {
                 generation.top.record(identity.top_label());
             }
-            if verdict.allowed || tier.shadow {
-                if !verdict.allowed {
-                    // Shadow mode reports what enforcement would do, without blocking.
-                    ctx.headline = None;
-                }
-                return Ok(false);
-            }
-            let Some(h) = h else { return Ok(false) };
-            let retry_ms = verdict.retry_after_ms();
-            let violated: Vec<&str> = verdict
-                .outcomes
-                .iter()
-                .zip(&tier.limits)
-                .filter(|(o, _)| !o.allowed)
-                .map(|(_, l)| l.name.as_ref())
-                .collect();
-            let mut p = Problem::new(
-                429,
-                "Too Many Requests",
-                format!("limit {limit_name} of tier {} exceeded", tier.name),
-            );
-            p.kind = Some(QUOTA_EXCEEDED);
-            p.extra.push(("violated-policies", json!(violated)));
-            p.extra.push(("retry_after_ms", json!(retry_ms)));
-            p.headers.push(("Retry-After", ceil_secs(retry_ms).into()));
-            p.headers.extend(header_pairs(&tier, &h));
-            p.request_id = Some(&ctx.request_id);
-            p.send(session).await
+            decided(session, ctx, plan, &slots, verdict, source, &tier).await
         }
         Outcome::FailOpen(_) => {
             ctx.decision = Some("error_allowed");
-            metrics::decision(&tier.name, "all", "error_allowed");
+            metrics::decision(&tier.name, "all", "all", "error_allowed");
             Ok(false)
         }
         Outcome::FailClosed(_) => {
             ctx.decision = Some("error_denied");
-            metrics::decision(&tier.name, "all", "error_denied");
+            metrics::decision(&tier.name, "all", "all", "error_denied");
             let mut p = Problem::new(
                 503,
                 "Service Unavailable",
@@ -97,28 +79,74 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
     }
 }
 
-/// The caller, once the local tables have spoken: a key they do not hold is looked up through
-/// `keys_redis` when configured, and otherwise follows `identity.unknown_key`.
-pub async fn caller(
-    generation: &Generation,
-    resolved: Resolved,
-    client: Option<std::net::IpAddr>,
-) -> std::result::Result<Caller, crate::identity::Rejection> {
-    let snapshot = &generation.snapshot;
-    match resolved {
-        Resolved::Caller(c) => Ok(c),
-        Resolved::Rejected(why) => Err(why),
-        Resolved::Unknown(digest) => match &generation.remote_keys {
-            Some(remote) => match remote
-                .resolve(snapshot, &generation.limiter, &digest)
-                .await?
-            {
-                Some(entry) => Ok(Caller::Key(std::sync::Arc::new(entry))),
-                None => snapshot.unknown_key(client),
-            },
-            None => snapshot.unknown_key(client),
-        },
+/// Admits, or answers 429 naming every violated limit (`<policy>.<limit>` for a policy's).
+async fn decided(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    plan: &Plan,
+    slots: &[(usize, usize)],
+    verdict: Verdict,
+    source: Source,
+    tier: &Tier,
+) -> Result<bool> {
+    let name_of = |k: usize| {
+        let (bi, li) = slots[k];
+        (&plan.budgets[bi], li)
+    };
+    let pick = headline(&verdict);
+    ctx.headline = pick.map(|h| {
+        let (b, li) = name_of(h.index);
+        Headline {
+            name: b.names[li].clone(),
+            pre: b.headers[li].clone(),
+            outcome: h.outcome,
+        }
+    });
+    let (policy, limit_name) = pick.map_or((TIER_POLICY, "none"), |h| {
+        let (b, li) = name_of(h.index);
+        (b.policy.as_ref(), b.names[li].as_ref())
+    });
+    let decision = match (verdict.allowed, source, tier.shadow) {
+        (_, Source::Local, _) => "local",
+        (true, _, _) => "allowed",
+        (false, _, true) => "shadow_limited",
+        (false, _, false) => "limited",
+    };
+    ctx.decision = Some(decision);
+    metrics::decision(&tier.name, policy, limit_name, decision);
+    if verdict.allowed || tier.shadow {
+        if !verdict.allowed {
+            // Shadow mode reports what enforcement would do, without blocking.
+            ctx.headline = None;
+        }
+        return Ok(false);
     }
+    let Some(h) = ctx.headline.clone() else {
+        return Ok(false);
+    };
+    let retry_ms = verdict.retry_after_ms();
+    let violated: Vec<&str> = verdict
+        .outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !o.allowed)
+        .map(|(k, _)| {
+            let (b, li) = name_of(k);
+            b.names[li].as_ref()
+        })
+        .collect();
+    let detail = match policy {
+        TIER_POLICY => format!("limit {limit_name} of tier {} exceeded", tier.name),
+        p => format!("limit {limit_name} of policy {p} exceeded"),
+    };
+    let mut p = Problem::new(429, "Too Many Requests", detail);
+    p.kind = Some(QUOTA_EXCEEDED);
+    p.extra.push(("violated-policies", json!(violated)));
+    p.extra.push(("retry_after_ms", json!(retry_ms)));
+    p.headers.push(("Retry-After", ceil_secs(retry_ms).into()));
+    p.headers.extend(header_pairs(&h));
+    p.request_id = Some(&ctx.request_id);
+    p.send(session).await
 }
 
 /// 401 for a caller that could not be identified.

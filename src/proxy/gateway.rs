@@ -13,7 +13,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use super::headers::{self, Forwarding};
 use super::ratelimit_headers::header_pairs;
 use super::responses::Problem;
-use super::{conformance, enforce, record, RequestCtx};
+use super::{conformance, enforce, identify, record, RequestCtx};
 use crate::config::Caller;
 use crate::listener::GuardedStream;
 use crate::state::SharedState;
@@ -72,7 +72,7 @@ impl ProxyHttp for Gateway {
             p.request_id = Some(&ctx.request_id);
             return p.send(session).await;
         }
-        ctx.route = snapshot.route_for(req.uri.path());
+        ctx.route = snapshot.route_for(req.uri.path(), &req.method);
         let peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -80,6 +80,7 @@ impl ProxyHttp for Gateway {
         let client = identity::client_ip(peer_ip, &req.headers, &snapshot.trusted_proxies);
         let key = req.headers.get(&snapshot.key_header).map(|v| v.as_bytes());
         let resolved = snapshot.resolve(key, client);
+        ctx.client_ip = client;
         ctx.generation = Some(generation.clone());
 
         if ctx.route.is_none() {
@@ -87,7 +88,7 @@ impl ProxyHttp for Gateway {
             p.request_id = Some(&ctx.request_id);
             return p.send(session).await;
         }
-        match enforce::caller(&generation, resolved, client).await {
+        match identify::caller(&generation, resolved, client).await {
             Ok(id) => ctx.identity = Some(id),
             Err(why) => return enforce::unauthorized(session, ctx, why).await,
         }
@@ -208,8 +209,8 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
-        if let (Some(h), Some(identity)) = (ctx.headline, &ctx.identity) {
-            for (name, value) in header_pairs(identity.tier(), &h) {
+        if let Some(h) = &ctx.headline {
+            for (name, value) in header_pairs(h) {
                 resp.insert_header(name, value)?;
             }
         }

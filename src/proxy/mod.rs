@@ -10,6 +10,7 @@ mod ctx;
 mod enforce;
 mod gateway;
 pub mod headers;
+mod identify;
 pub mod ratelimit_headers;
 mod record;
 pub mod responses;

@@ -1,21 +1,32 @@
 //! The rate-limit headers: IETF draft-11 `RateLimit-Policy`/`RateLimit` and the legacy
 //! `X-RateLimit-*` trio, for the most restrictive limit of the request.
 
+use std::sync::Arc;
+
 use http::HeaderValue;
 
-use crate::config::Tier;
+use crate::config::LimitHeaders;
 use crate::limiter::{LimitOutcome, Verdict};
 
-/// The limit whose headers a response carries, and its state.
-#[derive(Debug, Clone, Copy)]
+/// The limit whose headers a response carries (a tier's own, or `<policy>.<limit>`), and its
+/// state.
+#[derive(Debug, Clone)]
 pub struct Headline {
+    pub name: Arc<str>,
+    pub pre: LimitHeaders,
+    pub outcome: LimitOutcome,
+}
+
+/// The position in the verdict of the limit a response's headers describe, and its outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct Pick {
     pub index: usize,
     pub outcome: LimitOutcome,
 }
 
 /// Denied: the violated limit that frees last. Allowed: the one with the least left (the
 /// later reset on a tie): that is the limit a client should pace itself by.
-pub fn headline(verdict: &Verdict) -> Option<Headline> {
+pub fn headline(verdict: &Verdict) -> Option<Pick> {
     let pick = if verdict.allowed {
         verdict
             .outcomes
@@ -34,7 +45,7 @@ pub fn headline(verdict: &Verdict) -> Option<Headline> {
             .filter(|(_, o)| !o.allowed)
             .max_by_key(|(_, o)| o.retry_after_ms)
     };
-    pick.map(|(index, o)| Headline { index, outcome: *o })
+    pick.map(|(index, o)| Pick { index, outcome: *o })
 }
 
 /// Whole seconds, rounded up, at least 1 (`Retry-After` must not invite an instant retry).
@@ -43,9 +54,9 @@ pub fn ceil_secs(ms: u64) -> u64 {
 }
 
 /// The five header name/value pairs for `headline`.
-pub fn header_pairs(tier: &Tier, h: &Headline) -> [(&'static str, HeaderValue); 5] {
-    let name = &tier.limits[h.index].name;
-    let pre = &tier.limit_headers[h.index];
+pub fn header_pairs(h: &Headline) -> [(&'static str, HeaderValue); 5] {
+    let name = &h.name;
+    let pre = &h.pre;
     let remaining = if h.outcome.allowed {
         h.outcome.remaining
     } else {

@@ -28,7 +28,7 @@ pub fn record(session: &Session, ctx: &RequestCtx) {
         return;
     }
     let req = session.req_header();
-    let remaining = ctx.headline.map(|h| {
+    let remaining = ctx.headline.as_ref().map(|h| {
         if h.outcome.allowed {
             h.outcome.remaining
         } else {

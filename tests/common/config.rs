@@ -17,6 +17,8 @@
 
 use std::fmt::Write;
 
+use super::policies::Policy;
+
 /// One limit of a tier.
 #[derive(Clone, Debug)]
 pub struct Limit {
@@ -47,7 +49,7 @@ impl Limit {
         self
     }
 
-    fn yaml(&self) -> String {
+    pub fn yaml(&self) -> String {
         let mut s = String::from("{ ");
         if let Some(n) = &self.name {
             let _ = write!(s, "name: {n}, ");
@@ -175,6 +177,19 @@ impl Route {
         self.fields.push(("cost", cost.to_string()));
         self
     }
+
+    /// The route's `name` (policies match it; the `route` label shows it).
+    pub fn name(mut self, name: &str) -> Self {
+        self.fields.push(("name", name.to_string()));
+        self
+    }
+
+    /// `methods: [...]`: the route matches only these.
+    pub fn methods(mut self, methods: &[&str]) -> Self {
+        self.fields
+            .push(("methods", format!("[{}]", methods.join(", "))));
+        self
+    }
 }
 
 /// One entry of `keys`: `{ id, key | key_sha256, tier, expires?, disabled? }`.
@@ -255,6 +270,8 @@ pub struct ConfigBuilder {
     identity: Vec<(&'static str, String)>,
     tiers: Vec<TierSpec>,
     keys: Vec<Key>,
+    policies: Vec<Policy>,
+    memory_max_identities: Option<u64>,
     access_log: Option<String>,
     admin_token_sha256: Option<String>,
     keys_file: Option<String>,
@@ -279,6 +296,8 @@ impl ConfigBuilder {
             identity: vec![("header", quoted("x-api-key"))],
             tiers: Vec::new(),
             keys: Vec::new(),
+            policies: Vec::new(),
+            memory_max_identities: None,
             access_log: None,
             admin_token_sha256: None,
             keys_file: None,
@@ -351,6 +370,23 @@ impl ConfigBuilder {
     pub fn trusted_proxies(self, cidrs: &[&str]) -> Self {
         let cidrs: Vec<String> = cidrs.iter().map(|c| c.to_string()).collect();
         self.identity_field("trusted_proxies", list(&cidrs))
+    }
+
+    /// `identity.ipv6_prefix`: how many leading bits of an IPv6 client address make one bucket.
+    pub fn ipv6_prefix(self, bits: u8) -> Self {
+        self.identity_field("ipv6_prefix", bits.to_string())
+    }
+
+    /// Appends a policy (written after the tiers).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policies.push(policy);
+        self
+    }
+
+    /// `memory_max_identities`: the in-process store's capacity.
+    pub fn memory_max_identities(mut self, n: u64) -> Self {
+        self.memory_max_identities = Some(n);
+        self
     }
 
     pub fn tier(self, name: &str, limits: &[Limit]) -> Self {
@@ -454,6 +490,9 @@ impl ConfigBuilder {
         if let Some(p) = &self.access_log {
             let _ = writeln!(y, "access_log: {{ path: {} }}", quoted(p));
         }
+        if let Some(n) = self.memory_max_identities {
+            let _ = writeln!(y, "memory_max_identities: {n}");
+        }
         match &self.connection_rate {
             Some((n, Some(w))) => {
                 let _ = writeln!(y, "connection_rate: {{ per_ip: {n}, window: {w} }}");
@@ -504,6 +543,12 @@ impl ConfigBuilder {
                 }
             }
         }
+        if !self.policies.is_empty() {
+            y.push_str("policies:\n");
+            for p in &self.policies {
+                y.push_str(&p.yaml());
+            }
+        }
         if !self.keys.is_empty() {
             y.push_str("keys:\n");
             for k in &self.keys {
@@ -539,11 +584,11 @@ pub fn standard(redis: Option<&str>, echo: &str) -> ConfigBuilder {
     }
 }
 
-fn quoted(s: &str) -> String {
+pub(super) fn quoted(s: &str) -> String {
     format!("{s:?}")
 }
 
-fn list(items: &[String]) -> String {
+pub(super) fn list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| quoted(i)).collect();
     format!("[{}]", quoted.join(", "))
 }

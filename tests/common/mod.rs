@@ -9,6 +9,7 @@
 //! | [`metrics`] | reading `/metrics` text |
 //! | [`load`] | a load generator that records every request |
 //! | [`cluster`] | a real six-node Redis Cluster |
+//! | [`policies`] | a gateway config with one route per policy `by` kind, and a 64-client burst |
 //! | [`recorder`] | a raw-TCP upstream that records exactly what reached it (request smuggling) |
 //!
 //! Test files declare it `pub mod common;`: items of a public module are what the test crate
@@ -21,6 +22,7 @@ pub mod http;
 pub mod load;
 pub mod metrics;
 pub mod net;
+pub mod policies;
 pub mod process;
 pub mod recorder;
 

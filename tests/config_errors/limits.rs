@@ -253,19 +253,21 @@ pub const PARSING: &[Row] = &[
     row(
         concat!(upstreams!(), "routes: [{ prefix: /, upstream: u, strip_prefx: true }]\n", tiers!()),
         "2:36: field `routes[0].strip_prefx`",
-        "unknown field `strip_prefx`, expected one of `prefix`, `upstream`, `strip_prefix`, `cost`, `preserve_host`",
+        "unknown field `strip_prefx`, expected one of `name`, `prefix`, `methods`, `upstream`, `strip_prefix`, `cost`, `preserve_host`",
     ),
     row(
         concat!(base!(), "keys_fil: keys.tsv\n"),
         "4:1: field `keys_fil`",
         "unknown field `keys_fil`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `keys_redis`, `access_log`, `admin_token_sha256`, `connection_rate`",
+         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `keys_redis`, `access_log`, `admin_token_sha256`, `connection_rate`, \
+         `policies`, `memory_max_identities`",
     ),
     row(
         concat!(base!(), "admin_token: \"row-secret-key-0001\"\n"),
         "4:1: field `admin_token`",
         "unknown field `admin_token`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `keys_redis`, `access_log`, `admin_token_sha256`, `connection_rate`",
+         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `keys_redis`, `access_log`, `admin_token_sha256`, `connection_rate`, \
+         `policies`, `memory_max_identities`",
     ),
     row(
         concat!(base!(), "keys: [{ id: a, key: \"row-secret-key-0001\", tier: t, expire: never }]\n"),

@@ -299,7 +299,7 @@ pub const ROUTES: &[Row] = &[
             tiers!()
         ),
         "2:40: field `routes[1].prefix`",
-        "duplicate prefix '/'",
+        "duplicate prefix '/' for the same methods (give each route its own `methods`)",
     ),
     row(
         concat!(

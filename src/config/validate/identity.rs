@@ -18,6 +18,7 @@ pub(super) struct Identity {
     pub key_header: http::HeaderName,
     pub anonymous: AnonymousPolicy,
     pub trusted_proxies: Vec<IpNet>,
+    pub ipv6_prefix: u8,
 }
 
 pub(super) fn identity(
@@ -31,8 +32,15 @@ pub(super) fn identity(
             format!("'{}' is not a header name", id.header),
         )
     })?;
+    if id.ipv6_prefix == 0 || id.ipv6_prefix > 128 {
+        return Err(cx.at(
+            "identity.ipv6_prefix",
+            "must be between 1 and 128 (128: every IPv6 address on its own)",
+        ));
+    }
     Ok(Identity {
         key_header,
+        ipv6_prefix: id.ipv6_prefix,
         anonymous: anonymous(cx, &id.anonymous, tiers)?,
         trusted_proxies: trusted_proxies(cx, &id.trusted_proxies)?,
     })

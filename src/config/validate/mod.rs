@@ -5,7 +5,8 @@
 //! and a reload give the same verdict. Each section of the file has its own module, checked in
 //! the order the sections are written: [`listen`] (`listen`, `admin_listen`, the admin
 //! token and the accept-time `connection_rate`), [`redis`],
-//! [`upstreams`], [`routes`], [`tiers`], [`identity`] and [`keys`]; [`context`] turns serde's
+//! [`upstreams`], [`routes`] (with [`route_match`]), [`tiers`], [`policies`] (compiled into
+//! per-route plans), [`identity`] and [`keys`]; [`context`] turns serde's
 //! errors into positioned ones.
 
 mod breaker;
@@ -14,7 +15,9 @@ mod identity;
 mod keys;
 mod keys_file;
 mod listen;
+mod policies;
 mod redis;
+mod route_match;
 mod routes;
 mod tiers;
 mod upstreams;
@@ -108,7 +111,11 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
     let upstreams = upstreams::upstreams(cx, &raw)?;
     let routes = routes::routes(cx, &raw, &upstreams)?;
     let tiers = tiers::tiers(cx, &raw)?;
+    let plans = policies::plans(cx, &raw, &routes, &tiers)?;
     let identity = identity::identity(cx, &raw.identity, &tiers)?;
+    if raw.memory_max_identities == 0 || raw.memory_max_identities > 1_000_000_000 {
+        return Err(cx.at("memory_max_identities", "must be between 1 and 1000000000"));
+    }
     let keys = keys::keys(cx, &raw, &tiers)?;
     let keys_redis = keys::keys_redis(cx, &raw)?;
     let access_log = access_log(cx, &raw)?;
@@ -133,6 +140,9 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
         keys_redis,
         access_log,
         admin_token_sha256,
+        plans,
+        ipv6_prefix: identity.ipv6_prefix,
+        memory_max_identities: raw.memory_max_identities as usize,
         connection_rate,
     })
 }
@@ -205,7 +215,10 @@ keys:
         assert_eq!(s.tiers["free"].limits[0].name.as_ref(), "per_minute");
         assert!(s.caller(Some(b"free-demo-key"), None).is_ok());
         assert!(s.caller(Some(b"other"), None).is_err());
-        assert_eq!(s.routes[s.route_for("/x").unwrap()].upstream, "echo");
+        assert_eq!(
+            s.routes[s.route_for("/x", &http::Method::GET).unwrap()].upstream,
+            "echo"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The `routes` section: prefixes, the upstream each one reaches, and what a request costs.
+//! The `routes` section: prefixes (and methods, `route_match.rs`), the upstream each one
+//! reaches, and what a request costs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::super::error::ConfigError;
@@ -17,18 +18,12 @@ pub(super) fn routes(
     if raw.routes.is_empty() {
         return Err(cx.at("routes", "needs at least one route"));
     }
-    let mut seen = HashSet::new();
+    super::route_match::check_routes(cx, raw)?;
     let mut out = Vec::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let f = format!("routes[{i}]");
         if !r.prefix.starts_with('/') {
             return Err(cx.at(&format!("{f}.prefix"), "must start with '/'"));
-        }
-        if !seen.insert(r.prefix.clone()) {
-            return Err(cx.at(
-                &format!("{f}.prefix"),
-                format!("duplicate prefix '{}'", r.prefix),
-            ));
         }
         if !upstreams.contains_key(&r.upstream) {
             return Err(cx.at(
@@ -40,8 +35,9 @@ pub(super) fn routes(
             return Err(cx.at(&format!("{f}.cost"), "must be at least 1"));
         }
         out.push(Route {
-            name: Arc::from(r.prefix.as_str()),
+            name: Arc::from(super::route_match::route_name(r)),
             prefix: r.prefix.clone(),
+            methods: super::route_match::parse_methods(&r.methods),
             upstream: r.upstream.clone(),
             strip_prefix: r.strip_prefix,
             cost: r.cost,

@@ -19,13 +19,13 @@ pub(super) fn tiers(
         return Err(cx.at("tiers", "needs at least one tier"));
     }
     let mut out = HashMap::new();
-    for (name, t) in &raw.tiers {
-        out.insert(name.clone(), Arc::new(tier(cx, name, t)?));
+    for (index, (name, t)) in raw.tiers.iter().enumerate() {
+        out.insert(name.clone(), Arc::new(tier(cx, name, index, t)?));
     }
     Ok(out)
 }
 
-fn tier(cx: &Cx<'_>, name: &str, t: &RawTier) -> Result<Tier, ConfigError> {
+fn tier(cx: &Cx<'_>, name: &str, index: usize, t: &RawTier) -> Result<Tier, ConfigError> {
     let f = format!("tiers.{name}");
     if !is_label(name) {
         return Err(cx.at(&f, "tier names may use letters, digits, '_', '-' and '.'"));
@@ -52,6 +52,7 @@ fn tier(cx: &Cx<'_>, name: &str, t: &RawTier) -> Result<Tier, ConfigError> {
     let limit_headers = limits.iter().map(limit_headers).collect();
     Ok(Tier {
         name: name.into(),
+        index,
         limits,
         shadow: t.shadow,
         limit_headers,
@@ -61,7 +62,7 @@ fn tier(cx: &Cx<'_>, name: &str, t: &RawTier) -> Result<Tier, ConfigError> {
 /// The largest sliding_log limit: its ring then takes about 8.4 MB of Redis per identity.
 const SLIDING_LOG_MAX_REQUESTS: u64 = 1_000_000;
 
-fn limit(cx: &Cx<'_>, f: &str, l: &RawLimit) -> Result<Limit, ConfigError> {
+pub(super) fn limit(cx: &Cx<'_>, f: &str, l: &RawLimit) -> Result<Limit, ConfigError> {
     if l.requests == 0 {
         return Err(cx.at(
             &format!("{f}.requests"),
@@ -129,7 +130,7 @@ fn default_limit_name(window_ms: u64) -> String {
 }
 
 /// `w` is whole seconds in the header draft; a sub-second window rounds up to 1.
-fn limit_headers(l: &Limit) -> LimitHeaders {
+pub(super) fn limit_headers(l: &Limit) -> LimitHeaders {
     let w = l.window_ms.div_ceil(1000).max(1);
     let policy = format!("\"{}\";q={};w={}", l.name, l.requests, w);
     LimitHeaders {

@@ -5,17 +5,21 @@
 //! sequence of calls it gives exactly the verdicts Redis gives. All limits of one identity live
 //! in one shard, like the Redis hash tag; a request locks the shards of its budgets in index
 //! order (never two requests in opposite orders), so check-then-commit is atomic across budgets.
-//! No lock is held across an `.await`. Entries carry the time their data stops mattering and are
-//! swept lazily as shards grow.
+//! No lock is held across an `.await`. Entries carry the time their data stops mattering; they
+//! are swept as shards grow and by a background thread every second ([`MemoryStore::start_sweeper`]).
+//! At most `memory_max_identities` identities are held (`capacity.rs`); when full, a new
+//! identity is counted in its tier's shared overflow bucket, in a shard of its own.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{KeyBuilder, Store, StoreError};
-use crate::limiter::{Algorithm, Budget, Clock, Usage, Verdict};
+use super::{KeyBuilder, KeySet, Store, StoreError};
+use crate::limiter::{Algorithm, Budget, Clock, Limit, Usage, Verdict};
+use crate::metrics;
 
+mod capacity;
 mod fixed_window;
 mod params;
 mod sliding_log;
@@ -24,6 +28,8 @@ mod sliding_window;
 mod tests;
 mod token_bucket;
 
+pub use capacity::DEFAULT_MAX_IDENTITIES;
+use capacity::{identity_of, overflow_identity, Capacity};
 use params::LimitParams;
 
 const SHARDS: usize = 64;
@@ -35,13 +41,18 @@ const MIN_SWEEP: usize = 256;
 /// Counters kept in memory, sharded by identity. See the module docs.
 pub struct MemoryStore {
     shards: Box<[Mutex<Shard>]>,
+    /// The overflow buckets (one identity per tier), outside the identity cap.
+    overflow: Mutex<Shard>,
     hasher: ahash::RandomState,
     keys: KeyBuilder,
     clock: Clock,
+    capacity: Capacity,
 }
 
 struct Shard {
     map: HashMap<Box<str>, Entry, ahash::RandomState>,
+    /// Identity → how many of its keys this shard holds.
+    identities: HashMap<Box<str>, u32, ahash::RandomState>,
     inserts: usize,
     next_sweep: usize,
 }
@@ -78,30 +89,63 @@ impl MemoryStore {
     }
 
     pub fn with_clock(clock: Clock) -> Self {
-        let shards = (0..SHARDS)
-            .map(|_| {
-                Mutex::new(Shard {
-                    map: HashMap::with_hasher(ahash::RandomState::new()),
-                    inserts: 0,
-                    next_sweep: MIN_SWEEP,
-                })
-            })
-            .collect();
+        let shards = (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect();
         MemoryStore {
             shards,
+            overflow: Mutex::new(Shard::new()),
             hasher: ahash::RandomState::new(),
             keys: KeyBuilder::new("mem"),
             clock,
+            capacity: Capacity::new(),
         }
+    }
+
+    /// Caps the identities held (`memory_max_identities`); takes effect for new identities.
+    pub fn set_max_identities(&self, max: usize) {
+        self.capacity.set_max(max);
+    }
+
+    /// Identities currently holding at least one entry (the overflow buckets not counted).
+    pub fn identities(&self) -> usize {
+        self.capacity.held()
     }
 
     /// Entries currently held, expired or not (they go at the next sweep of their shard).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| lock(s).map.len()).sum()
+        self.shards.iter().map(|s| lock(s).map.len()).sum::<usize>()
+            + lock(&self.overflow).map.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Frees every expired entry now. [`MemoryStore::start_sweeper`] calls it every second, so
+    /// memory goes back without waiting for new traffic.
+    pub fn sweep(&self) {
+        let now = self.clock.now_us();
+        for shard in self.shards.iter() {
+            let freed = lock(shard).sweep(now);
+            self.capacity.release(freed);
+        }
+        lock(&self.overflow).sweep(now);
+    }
+
+    /// A background thread that sweeps every `every` for as long as the store lives.
+    pub fn start_sweeper(self: &Arc<Self>, every: std::time::Duration) {
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("tollgate-mem-sweep".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                match weak.upgrade() {
+                    Some(store) => store.sweep(),
+                    None => return,
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("in-process store: no sweeper thread ({e}); expired entries go on traffic");
+        }
     }
 
     /// [`Store::check`] without the future, for callers that cannot await (the local fallback).
@@ -127,17 +171,19 @@ impl MemoryStore {
         for b in budgets {
             let mut shard = lock(&self.shards[self.shard_index(b.identity)]);
             for _ in b.limits {
-                shard.map.remove(keys.get(k));
+                let freed = shard.remove(keys.get(k));
+                self.capacity.release(freed);
                 k += 1;
             }
         }
     }
 
-    /// Checks every limit at `cost`, then commits all of them when all admit and `commit` holds.
+    /// Checks every limit at `cost`, then commits all of them when all admit and `commit` holds
+    /// (a peek never takes a place for a new identity, nor reads an overflow bucket for it).
     fn run(&self, budgets: &[Budget<'_>], cost: i128, commit: bool) -> Verdict {
         let now = self.clock.now_us();
         // Keys are built before taking any lock.
-        let keys = self.keys.keys(budgets);
+        let mut keys = self.keys.keys(budgets);
         let shard_of: Vec<usize> = budgets
             .iter()
             .map(|b| self.shard_index(b.identity))
@@ -149,49 +195,115 @@ impl MemoryStore {
             order.iter().map(|&i| lock(&self.shards[i])).collect();
         let guard_of = |budget: usize| order.binary_search(&shard_of[budget]).unwrap_or(0);
 
+        let holds = |bi: usize| guards[guard_of(bi)].holds(budgets[bi].identity);
+        let (reserved, spill) = match commit {
+            true => self.make_room(budgets, holds),
+            false => (0, vec![false; budgets.len()]),
+        };
+        // The overflow shard is locked after every other one, so the lock order stays global.
+        let mut overflow = None;
+        if spill.iter().any(|&s| s) {
+            overflow = Some(lock(&self.overflow));
+            metrics::store_overflow();
+            keys = self.spilled_keys(budgets, &spill);
+        }
+
         let mut outcomes = Vec::with_capacity(keys.len());
         let mut pending = Vec::with_capacity(keys.len());
         let mut allowed = true;
         let mut k = 0;
         for (bi, b) in budgets.iter().enumerate() {
-            let shard = &mut guards[guard_of(bi)];
+            let shard = match (&mut overflow, spill[bi]) {
+                (Some(o), true) => &mut **o,
+                _ => &mut *guards[guard_of(bi)],
+            };
             for l in b.limits {
                 let p = LimitParams::new(l, cost, now);
-                let entry = shard.map.get_mut(keys.get(k));
-                let (outcome, state) = match l.algorithm {
-                    Algorithm::SlidingLog => sliding_log::check(entry, &p),
-                    Algorithm::SlidingWindow => sliding_window::check(entry, &p),
-                    Algorithm::FixedWindow => fixed_window::check(entry, &p),
-                    Algorithm::TokenBucket => token_bucket::check(entry, &p),
-                };
+                let (outcome, state) = check_one(shard.map.get_mut(keys.get(k)), l, &p);
                 allowed &= outcome.allowed;
                 outcomes.push(outcome);
                 pending.push(state);
                 k += 1;
             }
         }
-        if allowed && commit {
-            let mut pending = pending.into_iter();
-            let mut k = 0;
-            for (bi, b) in budgets.iter().enumerate() {
-                let shard = &mut guards[guard_of(bi)];
-                for l in b.limits {
-                    let p = LimitParams::new(l, cost, now);
-                    if let Some(Some(state)) = pending.next() {
-                        shard.commit(keys.get(k), &p, state);
-                    }
-                    k += 1;
+        if !(allowed && commit) {
+            self.capacity.release(reserved);
+            return Verdict { allowed, outcomes };
+        }
+        let mut pending = pending.into_iter();
+        let mut k = 0;
+        for (bi, b) in budgets.iter().enumerate() {
+            let shard = match (&mut overflow, spill[bi]) {
+                (Some(o), true) => &mut **o,
+                _ => &mut *guards[guard_of(bi)],
+            };
+            for l in b.limits {
+                let p = LimitParams::new(l, cost, now);
+                if let Some(Some(state)) = pending.next() {
+                    shard.commit(keys.get(k), &p, state);
                 }
+                k += 1;
             }
-            for g in &mut guards {
-                g.maybe_sweep(now);
-            }
+        }
+        for g in &mut guards {
+            let freed = g.maybe_sweep(now);
+            self.capacity.release(freed);
         }
         Verdict { allowed, outcomes }
     }
 
+    /// New identities take a place first; those that find none count in the overflow bucket
+    /// (`spill`). Returns the places taken, to give back if the request is refused.
+    fn make_room(
+        &self,
+        budgets: &[Budget<'_>],
+        holds: impl Fn(usize) -> bool,
+    ) -> (usize, Vec<bool>) {
+        let mut reserved = 0;
+        let mut spill = vec![false; budgets.len()];
+        for (bi, b) in budgets.iter().enumerate() {
+            if b.limits.is_empty() || holds(bi) {
+                continue;
+            }
+            // Two budgets of one request may share a new identity: one place for both.
+            match budgets[..bi]
+                .iter()
+                .position(|o| o.identity == b.identity && !o.limits.is_empty())
+            {
+                Some(first) => spill[bi] = spill[first],
+                None if self.capacity.try_reserve() => reserved += 1,
+                None => spill[bi] = true,
+            }
+        }
+        (reserved, spill)
+    }
+
+    /// The keys of `budgets`, the spilled ones under their overflow bucket's identity.
+    fn spilled_keys(&self, budgets: &[Budget<'_>], spill: &[bool]) -> KeySet {
+        let names: Vec<String> = budgets
+            .iter()
+            .map(|b| overflow_identity(b.overflow))
+            .collect();
+        let spilled: Vec<Budget<'_>> = budgets
+            .iter()
+            .zip(&names)
+            .zip(spill)
+            .map(|((b, name), &s)| if s { Budget::new(name, b.limits) } else { *b })
+            .collect();
+        self.keys.keys(&spilled)
+    }
+
     fn shard_index(&self, identity: &str) -> usize {
         (self.hasher.hash_one(identity) as usize) % self.shards.len()
+    }
+}
+
+fn check_one(entry: Option<&mut Entry>, l: &Limit, p: &LimitParams) -> params::Checked {
+    match l.algorithm {
+        Algorithm::SlidingLog => sliding_log::check(entry, p),
+        Algorithm::SlidingWindow => sliding_window::check(entry, p),
+        Algorithm::FixedWindow => fixed_window::check(entry, p),
+        Algorithm::TokenBucket => token_bucket::check(entry, p),
     }
 }
 
@@ -232,6 +344,19 @@ fn lock(m: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl Shard {
+    fn new() -> Self {
+        Shard {
+            map: HashMap::with_hasher(ahash::RandomState::new()),
+            identities: HashMap::with_hasher(ahash::RandomState::new()),
+            inserts: 0,
+            next_sweep: MIN_SWEEP,
+        }
+    }
+
+    fn holds(&self, identity: &str) -> bool {
+        self.identities.contains_key(identity)
+    }
+
     fn commit(&mut self, key: &str, p: &LimitParams, state: Pending) {
         let to_us = params::to_u64;
         let entry = match state {
@@ -256,17 +381,64 @@ impl Shard {
             Some(e) => *e = entry,
             None => {
                 self.map.insert(Box::from(key), entry);
+                let identity = identity_of(key);
+                match self.identities.get_mut(identity) {
+                    Some(n) => *n += 1,
+                    None => {
+                        self.identities.insert(Box::from(identity), 1);
+                    }
+                }
                 self.inserts += 1;
             }
         }
     }
 
-    fn maybe_sweep(&mut self, now_us: u64) {
-        if self.inserts < self.next_sweep {
-            return;
+    /// Removes one key; returns 1 when that was its identity's last.
+    fn remove(&mut self, key: &str) -> usize {
+        if self.map.remove(key).is_none() {
+            return 0;
         }
-        self.map.retain(|_, e| e.expires_us > now_us);
+        let identity = identity_of(key);
+        match self.identities.get_mut(identity) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                0
+            }
+            Some(_) => {
+                self.identities.remove(identity);
+                1
+            }
+            None => 0,
+        }
+    }
+
+    /// Sweeps when enough keys arrived since the last sweep; returns the identities freed.
+    fn maybe_sweep(&mut self, now_us: u64) -> usize {
+        if self.inserts < self.next_sweep {
+            return 0;
+        }
+        self.sweep(now_us)
+    }
+
+    /// Drops every expired entry; returns how many identities lost their last key.
+    fn sweep(&mut self, now_us: u64) -> usize {
+        let mut freed = 0;
+        let identities = &mut self.identities;
+        self.map.retain(|key, e| {
+            if e.expires_us > now_us {
+                return true;
+            }
+            if let Some(n) = identities.get_mut(identity_of(key)) {
+                *n -= 1;
+                if *n == 0 {
+                    identities.remove(identity_of(key));
+                    freed += 1;
+                }
+            }
+            false
+        });
         self.inserts = 0;
         self.next_sweep = self.map.len().max(MIN_SWEEP);
+        freed
     }
 }

@@ -319,3 +319,46 @@ async fn the_async_check_is_the_sync_one() {
     assert!(!s.store.check(&b, 1).await.unwrap().allowed);
     assert!(s.store.ping().await.is_ok());
 }
+
+#[test]
+fn the_sweeper_frees_expired_identities_without_traffic() {
+    let clock = Clock::manual(B);
+    let s = Arc::new(MemoryStore::with_clock(clock.clone()));
+    s.set_max_identities(2);
+    let l = [lim("s", Algorithm::SlidingLog, 5, 1_000)];
+    assert!(s.check_sync(&[Budget::new("a", &l)], 1).allowed);
+    assert!(s.check_sync(&[Budget::new("b", &l)], 1).allowed);
+    assert_eq!(s.identities(), 2);
+    s.start_sweeper(std::time::Duration::from_millis(10));
+    clock.advance_us(2 * S);
+    let start = std::time::Instant::now();
+    while s.identities() > 0 && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        (s.identities(), s.len()),
+        (0, 0),
+        "no request came, yet both went"
+    );
+}
+
+#[test]
+fn a_full_store_counts_new_identities_in_the_tiers_overflow_bucket() {
+    let s = TestStore::new();
+    s.store.set_max_identities(1);
+    let l = [lim("m", Algorithm::FixedWindow, 2, 60_000)];
+    s.clock.set_us(B);
+    let check = |id: &str, tier: &str| {
+        s.store
+            .check_sync(&[Budget::new(id, &l).with_overflow(tier)], 1)
+            .allowed
+    };
+    assert!(check("a", "free"));
+    // Full: "b" and "c" share free's overflow bucket of 2; another tier has its own.
+    assert!(check("b", "free") && check("c", "free"));
+    assert!(!check("d", "free"));
+    assert!(check("e", "paid"));
+    // "a" still has its own bucket; a refused new identity took no place.
+    assert!(check("a", "free"));
+    assert_eq!(s.store.identities(), 1);
+}

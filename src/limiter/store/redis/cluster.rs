@@ -187,7 +187,7 @@ impl ClusterConn {
         sha: &str,
         body: &str,
         keys: &[&str],
-        args: &[u64],
+        args: &[i64],
         deadline: Instant,
     ) -> RedisResult<Vec<i64>> {
         self.begin();
@@ -200,7 +200,7 @@ impl ClusterConn {
         sha: &str,
         body: &str,
         keys: &[&str],
-        args: &[u64],
+        args: &[i64],
         deadline: Instant,
     ) -> RedisResult<Vec<i64>> {
         let mut conn = self.connection();

@@ -33,7 +33,22 @@ use crate::metrics;
 
 mod cluster;
 mod single;
+mod split;
 use cluster::ClusterConn;
+pub use split::{slot_of, REFUND_LUA};
+
+static RATELIMIT_SHA: once_cell::sync::Lazy<String> =
+    once_cell::sync::Lazy::new(|| redis::Script::new(RATELIMIT_LUA).get_hash().to_string());
+static REFUND_SHA: once_cell::sync::Lazy<String> =
+    once_cell::sync::Lazy::new(|| redis::Script::new(REFUND_LUA).get_hash().to_string());
+
+fn ratelimit_sha() -> &'static str {
+    &RATELIMIT_SHA
+}
+
+fn refund_sha() -> &'static str {
+    &REFUND_SHA
+}
 
 /// The four algorithms, which every script that reads counters starts with.
 macro_rules! algorithms {
@@ -81,7 +96,8 @@ impl Lua {
 
 enum Conn {
     Single(ConnectionManager),
-    /// Redirections, NOSCRIPT and retries are handled in `cluster.rs`.
+    /// Redirections, NOSCRIPT and retries are handled in `cluster.rs`; budgets over several
+    /// slots in `split.rs`.
     Cluster(Arc<ClusterConn>),
 }
 
@@ -178,13 +194,18 @@ impl RedisStore {
         res.map_err(|e| classify(&e))
     }
 
-    fn keys_and_args(&self, budgets: &[Budget<'_>], cost: Option<u64>) -> (KeySet, Vec<u64>) {
+    /// Signed, because `now` -1 asks the script to report the time it used (`split.rs`).
+    fn keys_and_args(&self, budgets: &[Budget<'_>], cost: Option<u64>) -> (KeySet, Vec<i64>) {
         let keys = self.keys.keys(budgets);
-        let mut args = Vec::with_capacity(2 + 3 * keys.len());
-        args.push(self.clock.fixed_us().unwrap_or(0));
-        args.extend(cost);
+        let mut args: Vec<i64> = Vec::with_capacity(2 + 3 * keys.len());
+        args.push(self.clock.fixed_us().unwrap_or(0) as i64);
+        args.extend(cost.map(|c| c as i64));
         for l in budgets.iter().flat_map(|b| b.limits) {
-            args.extend([u64::from(l.algorithm.code()), l.requests, l.window_ms]);
+            args.extend([
+                i64::from(l.algorithm.code()),
+                l.requests as i64,
+                l.window_ms as i64,
+            ]);
         }
         (keys, args)
     }
@@ -268,6 +289,42 @@ impl RedisStore {
 }
 
 impl RedisStore {
+    /// The groups of budgets by hash slot, when a cluster holds them in more than one.
+    fn split_groups(&self, budgets: &[Budget<'_>]) -> Option<Vec<Vec<usize>>> {
+        if !matches!(self.target, RedisTarget::Cluster(_)) {
+            return None;
+        }
+        let groups = split::group_by_slot(budgets);
+        (groups.len() > 1).then_some(groups)
+    }
+
+    /// Budgets in several hash slots of a cluster: one call per slot, refunds when they
+    /// disagree (`split.rs`), within the store's timeout like any check. No late answer: a
+    /// split decision that missed its budget is refunded where it admitted, not used.
+    async fn check_split(
+        &self,
+        groups: Vec<Vec<usize>>,
+        budgets: &[Budget<'_>],
+        cost: u64,
+    ) -> Result<Verdict, StoreError> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let fut = async {
+            let Conn::Cluster(c) = self.conn().await? else {
+                return Err(StoreError::Protocol("hash slots without a cluster".into()));
+            };
+            let fixed = self.clock.fixed_us();
+            split::check_split(c, &self.keys, groups, budgets, cost, fixed, deadline)
+                .await
+                .map_err(|e| classify(&e))
+        };
+        let res = tokio::time::timeout(self.timeout, fut)
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        metrics::observe_store("check", started.elapsed());
+        res
+    }
+
     /// PING over a fresh connection to the first seed that answers; nothing is kept.
     async fn ping_standalone(&self) -> Result<(), StoreError> {
         let urls: &[String] = match &self.target {
@@ -366,7 +423,7 @@ fn decode(raw: &[i64], n: usize) -> Result<Verdict, StoreError> {
 #[async_trait]
 impl Store for RedisStore {
     async fn check(&self, budgets: &[Budget<'_>], cost: u64) -> Result<Verdict, StoreError> {
-        self.check_within(budgets, cost)
+        self.check_keeping_late(budgets, cost)
             .await
             .map_err(|(e, _late)| e)
     }
@@ -376,6 +433,12 @@ impl Store for RedisStore {
         budgets: &[Budget<'_>],
         cost: u64,
     ) -> Result<Verdict, (StoreError, Option<LateAnswer>)> {
+        if let Some(groups) = self.split_groups(budgets) {
+            return self
+                .check_split(groups, budgets, cost)
+                .await
+                .map_err(|e| (e, None));
+        }
         self.check_within(budgets, cost).await
     }
 

@@ -53,7 +53,7 @@ pub(super) async fn eval(
     c: &ConnectionManager,
     script: &redis::Script,
     keys: &KeySet,
-    args: &[u64],
+    args: &[i64],
 ) -> RedisResult<Vec<i64>> {
     let mut inv = script.prepare_invoke();
     for k in keys.iter() {
