@@ -48,8 +48,8 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.2f", b - a}'; }
 code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "x-api-key: $1" "http://127.0.0.1:$PORT/bench" || true; }
 # wait_for KEY: until KEY answers 200, at most 120 s.
 wait_for() {
-    local i
-    for i in $(seq 12000); do
+    local _
+    for _ in $(seq 12000); do
         [ "$(code "$1")" = 200 ] && return 0
         kill -0 "$TG" 2>/dev/null || { tail -5 "$TMP/tollgate.log" >&2; exit 1; }
         sleep 0.01
@@ -116,7 +116,7 @@ EOF
     T0=$(now)
     taskset -c "$PROXY_CPU" "$BIN" --config "$TMP/tollgate.yaml" -c "$TMP/pingora.yaml" >"$TMP/tollgate.log" 2>&1 &
     TG=$!
-    PIDS+=($TG)
+    PIDS+=("$TG")
     wait_for "bench-key-$((N - 1))"
     START_S=$(since "$T0")
     sleep 2
