@@ -179,7 +179,8 @@ impl MetricHandles {
         let cells = match identity {
             Caller::Key(k) => match self.keys.get(k.index) {
                 Some(cell) => cell.get_or_init(Box::default),
-                None => return,
+                // A key from `keys_redis`, outside the table: a label lookup.
+                None => return metrics::key_counter(identity.key_id(), decision).inc(),
             },
             Caller::Anonymous { .. } => &self.anonymous,
         };

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::config::Snapshot;
+use crate::keys_redis::RemoteKeys;
 use crate::limiter::Limiter;
 use crate::metric_handles::MetricHandles;
 use crate::top_limited::TopLimited;
@@ -23,6 +24,8 @@ pub struct Generation {
     pub limiter: Arc<Limiter>,
     /// Metric handles for this snapshot's routes, tiers, limits and keys.
     pub metrics: MetricHandles,
+    /// The `keys_redis` cache, handed on while its settings stay the same.
+    pub remote_keys: Option<Arc<RemoteKeys>>,
     /// Who is being limited: one sketch for the process, handed from generation to generation.
     pub top: Arc<TopLimited>,
     /// When this generation was put in force.

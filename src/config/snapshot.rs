@@ -43,6 +43,8 @@ pub struct Snapshot {
     pub yaml_keys: Arc<[KeySpec]>,
     /// The keys file in force, if any.
     pub keys_file: Option<KeysFile>,
+    /// Where keys found in neither table are looked up, if anywhere.
+    pub keys_redis: Option<KeysRedisSettings>,
     pub access_log: AccessLogSettings,
     /// Per route (same order as `routes`): the budgets of each method class and tier.
     pub plans: Vec<RoutePlans>,
@@ -164,6 +166,16 @@ pub struct LimitHeaders {
     pub limit: http::HeaderValue,
 }
 
+/// `keys_redis`: the hash that holds further keys, and the per-replica cache of its answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysRedisSettings {
+    pub hash: String,
+    /// Digests cached, found and not found alike.
+    pub cache: usize,
+    /// How long a cached answer stands (the revocation delay).
+    pub ttl: Duration,
+}
+
 /// The keys file a snapshot was built with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeysFile {
@@ -189,6 +201,9 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
+    /// The index of a key found outside the key table (`keys_redis`): no per-id handle.
+    pub const NOT_IN_TABLE: usize = usize::MAX;
+
     pub fn new(index: usize, id: &str, tier: &Arc<Tier>) -> Self {
         KeyEntry {
             index,
