@@ -361,5 +361,21 @@ expect "refund of a window that has turned gives nothing back" "0" "$(rf $((F - 
 expect "refund of a key that is gone gives nothing back" "0" "$(rf $F 1 "refund:{a}:absent" $SL 5 $W)"
 expect "now -1 reports the Redis time it recorded at" "7" "$(r EVALSHA "$sha" 1 "refund:{b}" -1 1 $FW 5 $W | wc -l | tr -d ' ')"
 
+# --- concurrency.lua: leases on in-flight requests -----------------------------------------
+cc_sha=$(r SCRIPT LOAD "$(cat "$here/concurrency.lua")")
+cc() { # NOW OP TOKEN [MAX LEASE_MS] -> the answer on one line
+  r EVALSHA "$cc_sha" 1 "cc:{a}" "$@" | tr '\n' ' ' | sed 's/ $//'
+}
+C=$((B + 7200 * S))
+expect "concurrency: first slot" "1 1" "$(cc $C 1 101 2 60000)"
+expect "concurrency: second slot" "1 2" "$(cc $((C + MS)) 1 102 2 60000)"
+expect "concurrency: full, retry when the earliest lease runs out" "0 2 59997" "$(cc $((C + 3 * MS)) 1 103 2 60000)"
+expect "concurrency: a release gives the slot back" "1" "$(cc $((C + 4 * MS)) 2 101)"
+expect "concurrency: released twice gives nothing more" "0" "$(cc $((C + 4 * MS)) 2 101)"
+expect "concurrency: the freed slot is taken" "1 2" "$(cc $((C + 5 * MS)) 1 104 2 60000)"
+expect "concurrency: leases of a dead holder run out" "1 1" "$(cc $((C + 61 * S)) 1 105 2 60000)"
+expect "concurrency: the key expires with its newest lease" "1" "$(r PTTL "cc:{a}" | awk '{ print ($1 > 0 && $1 <= 60000) }')"
+expect "concurrency: bad arguments are an error" "1" "$(cc $C 1 106 0 60000 2>&1 | grep -c 'at least 1')"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -13,6 +13,7 @@ pub mod headers;
 pub mod ratelimit_headers;
 mod record;
 pub mod responses;
+mod slot;
 
 pub use ctx::RequestCtx;
 pub use gateway::Gateway;
