@@ -56,7 +56,7 @@ tiers:
 EOF
 "$BIN" --config "$TMP/tollgate.yaml" >"$TMP/tollgate.log" 2>&1 &
 TG=$!
-PIDS+=($TG)
+PIDS+=("$TG")
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ADMIN/healthz" >/dev/null && break; sleep 0.1; done
 curl -sf "http://127.0.0.1:$ADMIN/healthz" >/dev/null || { cat "$TMP/tollgate.log"; exit 1; }
 
@@ -66,7 +66,7 @@ printf '%12s %10s %10s\n' 0 "$(rss_kb $TG)" "$(hwm_kb $TG)"
 WRK_XFF=$N WRK_XFF_DONE=$TMP/xff.done WRK_PATH=/ \
     wrk -t 1 -c 32 -d 1800s -s "$ROOT/bench/wrk.lua" "http://127.0.0.1:$PORT/" >"$TMP/wrk.log" 2>&1 &
 WRK=$!
-PIDS+=($WRK)
+PIDS+=("$WRK")
 next=$((TOTAL / 10))
 for _ in $(seq 18000); do
     kill -0 "$WRK" 2>/dev/null || break

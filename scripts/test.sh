@@ -2,7 +2,9 @@
 # The whole test suite, from a fresh Debian machine: installs what is missing, then runs the
 # format check, clippy with -D warnings, the unit and integration tests (which start their own
 # Redis, Redis Cluster, upstreams and tollgate processes on free ports), the Lua script tests,
-# the deployment lints and a short locust smoke. Exits non-zero on the first failure.
+# the deployment lints, a short locust smoke, and the deployments run for real in containers
+# (scripts/container-test.sh, skipped with a clear line where containers cannot run).
+# Exits non-zero on the first failure.
 #
 #   scripts/test.sh
 set -euo pipefail
@@ -42,6 +44,21 @@ bash scripts/readme-smoke.sh
 if [ -x scripts/locust-smoke.sh ]; then
     step "locust smoke (headless, <= 60 s)"
     bash scripts/locust-smoke.sh
+fi
+
+# Exit status 77: this machine cannot run containers (no podman and none installable, or a
+# container cannot start); that is reported and skipped, not failed. SKIP_CONTAINER_TEST=1 skips it.
+if [ "${SKIP_CONTAINER_TEST:-0}" = 1 ]; then
+    step "containers: SKIPPED (SKIP_CONTAINER_TEST=1)"
+else
+    step "containers: image build, compose stack, Kubernetes pods, systemd (scripts/container-test.sh)"
+    rc=0
+    bash scripts/container-test.sh || rc=$?
+    if [ "$rc" -eq 77 ]; then
+        echo "== containers: SKIPPED: this machine cannot run containers (reason above)"
+    elif [ "$rc" -ne 0 ]; then
+        exit "$rc"
+    fi
 fi
 
 step "all tests passed"

@@ -81,7 +81,7 @@ per_identity() { # SHA: used_memory of all identities
     echo "EVALSHA $s 1 tollgate:{k:$i}:pm:sl $now 600 1 600 600000"
   done | r --pipe >/dev/null
   after=$(r INFO memory | tr -d '\r' | sed -n 's/^used_memory:\([0-9]*\)/\1/p')
-  echo $(( (after - before) ))
+  echo $((after - before))
 }
 ring_total=$(per_identity "$sha")
 zset_total=$(per_identity "$zsha")

@@ -321,13 +321,13 @@ pk() {
 }
 for code in $SL $SW $FW $TB; do
   k="peek:{a}:$code"
-  ev $((B + S)) 2 $k,$code,10,$W >/dev/null
-  ev $((B + S)) 1 $k,$code,10,$W >/dev/null
-  expect "peek $code: 3 used, 7 remaining" "7" "$(field "$(pk $((B + S)) $k,$code,10,$W)" 2)"
-  expect "peek $code: reading again charges nothing" "7" "$(field "$(pk $((B + S)) $k,$code,10,$W)" 2)"
-  expect "peek $code: the next request sees 3 used" "1 1 1 6" "$(ev $((B + S)) 1 $k,$code,10,$W | cut -d' ' -f1-4)"
+  ev $((B + S)) 2 "$k,$code,10,$W" >/dev/null
+  ev $((B + S)) 1 "$k,$code,10,$W" >/dev/null
+  expect "peek $code: 3 used, 7 remaining" "7" "$(field "$(pk $((B + S)) "$k,$code,10,$W")" 2)"
+  expect "peek $code: reading again charges nothing" "7" "$(field "$(pk $((B + S)) "$k,$code,10,$W")" 2)"
+  expect "peek $code: the next request sees 3 used" "1 1 1 6" "$(ev $((B + S)) 1 "$k,$code,10,$W" | cut -d' ' -f1-4)"
 done
-expect "peek of an unknown key: everything remains" "1 10" "$(pk $B never:{a}:sl,$SL,10,$W | cut -d' ' -f1-2)"
+expect "peek of an unknown key: everything remains" "1 10" "$(pk $B "never:{a}:sl,$SL,10,$W" | cut -d' ' -f1-2)"
 expect "peek sl reset: until the oldest entry leaves" "60000" "$(field "$(pk $((B + S)) "peek:{a}:$SL,$SL,10,$W")" 3)"
 expect "reset deletes every key it names" "2" "$(r EVALSHA "$reset_sha" 3 "peek:{a}:$SL" "peek:{a}:$FW" "absent:{a}")"
 expect "after a reset the budget is whole" "1 1 1 9" "$(ev $((B + S)) 1 "peek:{a}:$SL,$SL,10,$W" | cut -d' ' -f1-4)"
@@ -341,10 +341,10 @@ rf() { # AT COST KEY CODE LIMIT WINDOW
 F=$(( $(date +%s) * S + 3600 * S ))   # an hour ahead: refund.lua compares with Redis TIME
 for code in $SL $SW $FW $TB; do
   k="refund:{a}:$code"
-  ev $F 1 $k,$code,5,$W >/dev/null
-  ev $F 2 $k,$code,5,$W >/dev/null
-  expect "refund $code: one limit refunded" "1" "$(rf $F 2 $k $code 5 $W)"
-  expect "refund $code: the refunded cost is free again" "1 1 1 1" "$(ev $F 3 $k,$code,5,$W | cut -d' ' -f1-4)"
+  ev $F 1 "$k,$code,5,$W" >/dev/null
+  ev $F 2 "$k,$code,5,$W" >/dev/null
+  expect "refund $code: one limit refunded" "1" "$(rf $F 2 "$k" "$code" 5 $W)"
+  expect "refund $code: the refunded cost is free again" "1 1 1 1" "$(ev $F 3 "$k,$code,5,$W" | cut -d' ' -f1-4)"
 done
 # sliding_log: an admission after the refunded one stays; the ring keeps its time order.
 k="refund:{c}:sl"

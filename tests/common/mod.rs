@@ -3,6 +3,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`process`] | [`RedisServer`], [`Echo`], [`Tollgate`] and the [`ChildGuard`] that owns every child process (killed by PID and reaped on drop) |
+//! | [`echo_bin`] | where the `tollgate-echo` binary is (a workspace member of its own, built on first use) |
 //! | [`config`] | [`ConfigBuilder`]: gateway configs built from typed parts, never pasted YAML |
 //! | [`http`] | [`client`] (reqwest) and the one raw-socket client ([`Conn`], pipelined or one request at a time, [`raw_exchange`], [`Response`]) |
 //! | [`net`] | [`free_port`] (the one port allocator), [`port_open`], [`wait_until`] |
@@ -18,6 +19,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod echo_bin;
 pub mod http;
 pub mod load;
 pub mod metrics;
@@ -27,11 +29,10 @@ pub mod process;
 pub mod recorder;
 
 pub use config::{limit, standard, ConfigBuilder, Key, Redis, Route, Upstream};
+pub use echo_bin::echo_bin;
 pub use http::{
     client, http_get, parse_response, raw_exchange, raw_request, raw_status, Conn, Response,
 };
 pub use metrics::{metric_sum, metric_value};
 pub use net::{free_port, port_open, wait_until};
-pub use process::{
-    rss_bytes, signal, ChildGuard, Echo, PidGuard, RedisServer, Tollgate, ECHO, TOLLGATE,
-};
+pub use process::{rss_bytes, signal, ChildGuard, Echo, PidGuard, RedisServer, Tollgate, TOLLGATE};

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::echo_bin::echo_bin;
 use super::http::http_get;
 use super::metrics::metric_value;
 use super::net::{free_port, port_open, wait_until};
 
 pub const TOLLGATE: &str = env!("CARGO_BIN_EXE_tollgate");
-pub const ECHO: &str = env!("CARGO_BIN_EXE_tollgate-echo");
 
 /// Sends `sig` to `pid`.
 pub fn signal(pid: u32, sig: i32) {
@@ -200,7 +200,7 @@ impl Echo {
     }
 
     fn launch(port: u16, extra: &[&str]) -> Self {
-        let mut cmd = Command::new(ECHO);
+        let mut cmd = Command::new(echo_bin());
         cmd.args(["--listen", &format!("127.0.0.1:{port}")])
             .args(extra);
         Echo {
