@@ -18,6 +18,8 @@ TARGETS = [
     ("t2", "s2 limited: tollgate ÷ bare Pingora ≥ 0.85, p99 ≤ 1.5× bare's", "s2", "bare", 0.85, 1.5),
     ("t3", "s2 limited: tollgate ÷ nginx limit_req ≥ 0.60, p99 ≤ 2× nginx's", "s2", "nginx", 0.60, 2.0),
     ("t4", "s3 rejected: tollgate ÷ nginx limit_req ≥ 0.50", "s3", "nginx", 0.50, None),
+    ("t5", "tls1 HTTPS keep-alive: tollgate ÷ nginx ssl ≥ 0.60", "tls1", "nginx", 0.60, None),
+    ("t6", "tls2 HTTP/2: tollgate ÷ nginx ssl http2 ≥ 0.60", "tls2", "nginx", 0.60, None),
 ]
 RSS_IDLE_MB = 30
 RSS_LOADED_MB = 100

@@ -5,6 +5,7 @@
 --                                   (10.a.b.c); then `file` is created and the last one repeats
 --   none of these                   a plain GET
 --   WRK_PATH                        the path (default /bench: tollgate-echo's 2-byte answer)
+--   WRK_CLOSE=1                     `Connection: close`: a new connection (and TLS handshake) per request
 -- done() prints one machine-readable line, "WRKJSON {...}", with the totals and the p50, p90,
 -- p99 and p99.9 latencies in microseconds.
 
@@ -17,6 +18,9 @@ local xff_done = os.getenv("WRK_XFF_DONE")
 
 if key and key ~= "" then
   wrk.headers["x-api-key"] = key
+end
+if os.getenv("WRK_CLOSE") == "1" then
+  wrk.headers["Connection"] = "close"
 end
 
 if prefix and nkeys > 0 then

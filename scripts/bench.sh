@@ -12,7 +12,7 @@
 # and how busy the proxy's CPU was with other work (noise from the rest of the machine).
 # Results: $BENCH_OUT/latest.{md,json,png} (bench/NOTES.md says how to read them).
 #
-# Scenarios (BENCH_SCENARIOS, default "s1 s2 s3 s4 s5 rss locust"); each is a function
+# Scenarios (BENCH_SCENARIOS, default "s1 s2 s3 s4 s5 tls rss locust"); each is a function
 # scenario_<id> below, so a new one is a function plus its id in the list:
 #   s1   plain proxying, no limit: tollgate (key of an unlimited tier) / nginx proxy_pass with
 #        upstream keepalive / bare Pingora
@@ -25,6 +25,8 @@
 #        bare Pingora
 #   s5   as s2 against a Redis Cluster (scenario_s5 runs scenario_cluster from
 #        bench/cluster_scenario.sh when that file is there)
+#   tls  TLS termination with the same certificate, tollgate / nginx ssl (bench/tls_scenario.sh):
+#        tls1 keep-alive HTTPS HTTP/1.1 (wrk), tls2 HTTP/2 (h2load), tlsh new handshakes
 #   s6   a request that matches its tier plus two policies (one by identity, one global) against
 #        the same tier alone: tollgate:policies / tollgate, sliding_log keys as in s2 (target:
 #        at most 1.3x the proxy CPU per request)
@@ -58,7 +60,7 @@ RSS_IDENTITIES=${BENCH_RSS_IDENTITIES:-100000}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 LOAD_CPU=${BENCH_LOAD_CPU:-1}
 OUT=${BENCH_OUT:-bench/results}
-SCENARIOS=${BENCH_SCENARIOS:-s1 s2 s3 s4 s5 rss locust}
+SCENARIOS=${BENCH_SCENARIOS:-s1 s2 s3 s4 s5 tls rss locust}
 PERF=${BENCH_PERF:-0}
 PERF_SCENARIOS=${BENCH_PERF_SCENARIOS:-s1 s2 s3r}
 MATPLOTLIB=matplotlib==3.11.2
@@ -301,9 +303,10 @@ EOF
     wait_ready "http://127.0.0.1:$ADMIN_PORT/readyz" "$PROXY_PID"
 }
 
-# nginx_conf MODE: plain | allow (limit_req that lets everything through) | reject
-nginx_conf() {
-    local mode=$1 d=$TMP/nginx
+# The start of every nginx config: one worker, files under $TMP/nginx, the upstream with
+# keepalive; the caller closes the http block.
+nginx_conf_head() {
+    local d=$TMP/nginx
     cat <<EOF
 worker_processes 1;
 pid $d/nginx.pid;
@@ -320,6 +323,14 @@ http {
         server 127.0.0.1:$ECHO_PORT;
         keepalive 64;
     }
+EOF
+}
+
+# nginx_conf MODE: plain | allow (limit_req that lets everything through) | reject
+nginx_conf() {
+    local mode=$1
+    nginx_conf_head
+    cat <<EOF
     # A rate far above what one key gets (~10 req/s each over 1,000 keys): everything passes.
     limit_req_zone \$http_x_api_key zone=allow:16m rate=100000r/s;
     # One request per minute per key: a key that is hammered is rejected.
@@ -346,13 +357,20 @@ EOF
 }
 
 start_nginx() {
-    local mode=$1 i
+    local mode=$1
     PROXY_PORT=$(free_port)
     mkdir -p "$TMP/nginx"
     nginx_conf "$mode" >"$TMP/nginx/nginx-$mode.conf"
     bg "nginx-$mode" "$PROXY_CPU" TERM nginx -p "$TMP/nginx/" -e "$TMP/nginx/error.log" \
         -c "$TMP/nginx/nginx-$mode.conf" -g 'daemon off;'
     PROXY_PID=$BG_PID
+    nginx_pids
+}
+
+# After an nginx master started (PROXY_PID): waits for its port and sets PROXY_PIDS to the
+# master and its workers.
+nginx_pids() {
+    local i
     wait_ready "$PROXY_PORT" "$PROXY_PID"
     PROXY_PIDS=("$PROXY_PID")
     for i in $(seq 50); do
@@ -394,18 +412,18 @@ RESULTS='' SCEN_META=''
 
 wrk_run() {
     taskset -c "$LOAD_CPU" wrk -t "$WRK_THREADS" -c "$CONNS" "$@" -s "$ROOT/bench/wrk.lua" \
-        "http://127.0.0.1:$PROXY_PORT/bench"
+        "${WRK_SCHEME:-http}://127.0.0.1:$PROXY_PORT/bench"
 }
 
 # The status one request gets, with the header the scenario's wrk script would send.
 probe() {
-    local args=(-s -o /dev/null -w '%{http_code}' --max-time 2)
+    local args=(-s -k -o /dev/null -w '%{http_code}' --max-time 2)
     if [ -n "${WRK_KEY:-}" ]; then
         args+=(-H "x-api-key: $WRK_KEY")
     elif [ -n "${WRK_KEY_PREFIX:-}" ]; then
         args+=(-H "x-api-key: ${WRK_KEY_PREFIX}0000")
     fi
-    curl "${args[@]}" "http://127.0.0.1:$PROXY_PORT/bench" || echo 0
+    curl "${args[@]}" "${WRK_SCHEME:-http}://127.0.0.1:$PROXY_PORT/bench" || echo 0
 }
 
 # measure SCENARIO CONTENDER LABEL EXPECT(2xx|429) BASELINE REP: warm up, then one measured wrk
@@ -581,6 +599,10 @@ scenario_locust() {
 if [ -f "$ROOT/bench/cluster_scenario.sh" ]; then
     # shellcheck source=bench/cluster_scenario.sh
     . "$ROOT/bench/cluster_scenario.sh"
+fi
+if [ -f "$ROOT/bench/tls_scenario.sh" ]; then
+    # shellcheck source=bench/tls_scenario.sh
+    . "$ROOT/bench/tls_scenario.sh"
 fi
 
 # ------------------------------------------------------------------------- main

@@ -2,17 +2,22 @@
 # One command from a fresh Debian machine to a running gateway with the demo configuration:
 # installs what is missing (cmake, redis-server, the locust venv), builds in release mode,
 # starts Redis and the tollgate-echo upstream unless something already listens on their
-# ports, and runs tollgate with conf/. Ctrl-C stops tollgate and whatever this script started.
+# ports, makes the self-signed demo certificate conf/tls/tls.{crt,key} when it is missing, and
+# runs tollgate with conf/. Ctrl-C stops tollgate and whatever this script started.
 #
 #   scripts/run.sh
+#   TOLLGATE_CONFIG=conf/tollgate-tls.yaml scripts/run.sh     # adds HTTPS + HTTP/2 on :8443
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 # shellcheck source=scripts/lib/install.sh
 . scripts/lib/install.sh
 
-ensure_apt cmake:cmake cc:build-essential redis-server:redis-server redis-cli:redis-tools curl:curl
+ensure_apt cmake:cmake cc:build-essential redis-server:redis-server redis-cli:redis-tools curl:curl \
+    openssl:openssl
 ensure_venv "$ROOT"
+CONFIG=${TOLLGATE_CONFIG:-conf/tollgate.yaml}
+bash scripts/gen-demo-cert.sh conf/tls
 
 echo "== building (release)"
 cargo build --release --locked --bins
@@ -58,10 +63,12 @@ cat <<'TXT'
   for i in $(seq 12); do curl -s -o /dev/null -w '%{http_code} ' localhost:8080/proxy/x; done; echo
   curl -s 127.0.0.1:9091/metrics | grep ^tollgate_
   curl -s 127.0.0.1:9091/readyz
-  kill -HUP $(pgrep -f 'target/release/tollgate --config')              # reload conf/tollgate.yaml
+  kill -HUP $(pgrep -f 'target/release/tollgate --config')              # reload the config and certificates
+  # with TOLLGATE_CONFIG=conf/tollgate-tls.yaml (self-signed demo certificate, hence -k):
+  curl -ik --http2 https://localhost:8443/proxy/hello -H 'x-api-key: free-demo-key'
 
 Ctrl-C stops everything this script started.
 TXT
-target/release/tollgate --config conf/tollgate.yaml -c conf/pingora.yaml &
+target/release/tollgate --config "$CONFIG" -c conf/pingora.yaml &
 TOLLGATE_PID=$!
 wait "$TOLLGATE_PID"

@@ -19,15 +19,17 @@
 //!   `store/memory` (one file per algorithm, like the scripts), and the failure policy. Imports
 //!   nothing from config, identity, proxy or admin: config converts into its settings types.
 //! * [`upstream`]: peer pools with health state.
+//! * [`tls`]: certificate files loaded and checked, the per-listener SNI resolver whose
+//!   certificates swap without a restart, the ClientHello check behind `min_version: "1.3"`.
 //! * [`state`]: the [`state::Generation`] in force (snapshot, pools, limiter), swapped with
 //!   `arc-swap`; read by the proxy and the admin service.
 //! * [`proxy`]: the Pingora `ProxyHttp` implementation and the answers it writes.
 //! * [`admin`], [`metrics`], [`access_log`], [`request_id`]: observability.
 //! * [`listener`]: the per-IP connection rate decided at accept time, and the HTTP/1 wire
 //!   guards under Pingora's parser.
-//! * [`app`]: the composition root (builds generations, wires the services); [`cli`]: the
-//!   command line; [`log_redact`]: the logger, which withholds secret header values at every
-//!   level.
+//! * [`app`]: the composition root (builds generations, wires the services and the plain, h2c
+//!   and TLS listeners, rotates certificates); [`cli`]: the command line; [`log_redact`]: the
+//!   logger, which withholds secret header values at every level.
 
 // A panic on the request path takes a worker down with every request it holds: fallible steps
 // return errors instead. Tests may unwrap.
@@ -46,5 +48,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod request_id;
 pub mod state;
+pub mod tls;
 pub mod top_limited;
 pub mod upstream;

@@ -254,3 +254,73 @@ fn every_message_in_the_source_has_a_row() {
         .collect();
     assert!(missing.is_empty(), "messages without a row: {missing:?}");
 }
+
+/// The certificate checks need real files: pairs made here (rcgen), each refusal naming the
+/// field of the file at fault and the file itself.
+#[test]
+fn certificate_files_are_refused_by_the_field_of_the_file_at_fault() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write_pair = |stem: &str| {
+        let ck = rcgen::generate_simple_self_signed(vec!["api.test".to_string()]).expect("rcgen");
+        let (cert, key) = (
+            dir.path().join(format!("{stem}.pem")),
+            dir.path().join(format!("{stem}.key")),
+        );
+        std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+        std::fs::write(&key, ck.key_pair.serialize_pem()).expect("write key");
+        (cert, key)
+    };
+    let (cert, key) = write_pair("a");
+    let (_, other_key) = write_pair("b");
+    let garbled = dir.path().join("garbled.key");
+    std::fs::write(
+        &garbled,
+        "-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n",
+    )
+    .expect("write key");
+    let yaml = |key: &Path| {
+        format!(
+            "listen: [{{ addr: \"127.0.0.1:8443\", tls: {{ certs: [{{ cert: \"{}\", key: \"{}\" }}] }} }}]\n{}",
+            cert.display(),
+            key.display(),
+            base!()
+        )
+    };
+    assert_eq!(verdict(&yaml(&key)), "accepted");
+    let missing = dir.path().join("missing.key");
+    let cases = [
+        (
+            missing.clone(),
+            format!(
+                "{}: cannot read: No such file or directory (os error 2)",
+                missing.display()
+            ),
+        ),
+        (
+            cert.clone(),
+            format!(
+                "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) found",
+                cert.display()
+            ),
+        ),
+        (
+            other_key.clone(),
+            format!(
+                "{}: the private key does not match the certificate {}",
+                other_key.display(),
+                cert.display()
+            ),
+        ),
+        (
+            garbled.clone(),
+            format!("{}: not valid PEM: ", garbled.display()),
+        ),
+    ];
+    for (key, message) in cases {
+        let yaml = yaml(&key);
+        let column = yaml.find("key: \"").map_or(0, |i| i + 1);
+        let at = format!("t.yaml:1:{column}: field `listen[0].tls.certs[0].key`: ");
+        let got = verdict(&yaml);
+        assert!(got.starts_with(&format!("{at}{message}")), "{got}");
+    }
+}

@@ -139,15 +139,17 @@ slow_request() { code -m 60 "127.0.0.1:$1/proxy/slow?delay_ms=$2" -H 'x-api-key:
 # ------------------------------------------------------------------ compose
 stage_compose() {
     say "compose: podman-compose up redis echo tollgate (deploy/compose.yaml)"
-    local project=$CT_PREFIX-compose dir=$WORK/compose http admin tg started
+    local project=$CT_PREFIX-compose dir=$WORK/compose http https admin tg started
     # A copy of deploy/, so that the reload test edits the copy's mounted config, not the repository.
     cp -a "$ROOT/deploy" "$dir"
+    # The TLS pair the compose secrets read (git-ignored: a fresh clone has none).
+    bash "$ROOT/scripts/gen-demo-cert.sh" "$dir/compose/tls" >/dev/null || return 1
     local img
     while read -r img; do
         ensure_image "$img" || return 1
     done < <(sed -n -E 's/^[[:space:]]*image:[[:space:]]*(redis:[^[:space:]]+).*/\1/p' "$dir/compose.yaml" | sort -u)
-    http=$(free_port) && admin=$(free_port) || return 1
-    export TOLLGATE_HTTP_PORT=$http TOLLGATE_ADMIN_PORT=$admin
+    http=$(free_port) && admin=$(free_port) && https=$(free_port) || return 1
+    export TOLLGATE_HTTP_PORT=$http TOLLGATE_ADMIN_PORT=$admin TOLLGATE_HTTPS_PORT=$https
     CT_COMPOSE+=("$project")
     local up_rc=0
     "$ROOT/.venv/bin/podman-compose" -p "$project" -f "$dir/compose.yaml" up -d redis echo tollgate \
@@ -239,6 +241,8 @@ stage_kube() {
     PY=$ROOT/.venv/bin/python
     "$PY" -c 'import yaml' 2>/dev/null || "$ROOT/.venv/bin/pip" install --quiet pyyaml==6.0.2 || return 1
     mkdir -p "$dir/cm"
+    # The kubelet's part for the Secret tollgate-tls (deployment.yaml): its files in a directory.
+    bash "$ROOT/scripts/gen-demo-cert.sh" "$dir/secrets/tollgate-tls" >/dev/null || return 1
     ensure_image redis:7 || return 1
     http=$(free_port) && admin=$(free_port) || return 1
     # A network of our own (with DNS off: the Services become hostAliases) on a free subnet.
@@ -250,7 +254,7 @@ stage_kube() {
     CT_NETWORKS+=("$(pm network inspect --format '{{.ID}}' "$net")") || return 1
     ips=$subnet.10,$subnet.11,$subnet.12
     if ! "$PY" "$ROOT/scripts/lib/kube-for-podman.py" "$dir/play.yaml" --ips "$ips" \
-        --configmap-dir "$dir/cm" --publish "tollgate=8080:$http,tollgate=9091:$admin" \
+        --configmap-dir "$dir/cm" --secret-dir "$dir/secrets" --publish "tollgate=8080:$http,tollgate=9091:$admin" \
         --name-prefix "$CT_PREFIX-" "$ROOT"/deploy/k8s/{configmap,redis,echo,deployment}.yaml; then
         check "kube: manifests translated for podman" 0 1
         return 1

@@ -34,7 +34,8 @@ ensure_rust_tools() {
     fi
 }
 
-# ensure_venv: .venv with locust (locust/requirements.txt) for load tests.
+# ensure_venv: .venv with locust (locust/requirements.txt) for load tests and grpcio
+# (tests/grpc/requirements.txt) for the gRPC tests.
 ensure_venv() {
     local root=$1
     if [ ! -x "$root/.venv/bin/python" ]; then
@@ -44,6 +45,11 @@ ensure_venv() {
     if [ -f "$root/locust/requirements.txt" ] && ! "$root/.venv/bin/python" -c 'import locust' 2>/dev/null; then
         echo "== installing locust into .venv"
         "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/locust/requirements.txt"
+    fi
+    # The real gRPC server of tests/grpc.rs.
+    if [ -f "$root/tests/grpc/requirements.txt" ] && ! "$root/.venv/bin/python" -c 'import grpc' 2>/dev/null; then
+        echo "== installing grpcio into .venv"
+        "$root/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/tests/grpc/requirements.txt"
     fi
 }
 

@@ -11,13 +11,15 @@ contexts, resources, volumes' mount points) as they are:
 - a ConfigMap volume becomes a hostPath directory that the caller lays out as the kubelet does
   (the ..data symlink swapped atomically on an update), so a ConfigMap edit reaches the pod the
   same way;
+- a Secret volume becomes a hostPath directory, --secret-dir/<secretName>, that the caller fills
+  with the Secret's files (the TLS pair: scripts/gen-demo-cert.sh);
 - the ports of the container named --publish get hostPorts on 127.0.0.1, so probes and curl reach
   them from the host; replicas become 1 (podman runs one pod per Deployment);
 - each Deployment's name gets --name-prefix, as a namespace would keep it apart: the pods that
   podman names after it cannot collide with anyone else's on this machine.
 
-Usage: kube-for-podman.py OUT.yaml --ips IP,IP,.. --configmap-dir DIR --publish NAME=PORT:HOSTPORT,..
-       [--name-prefix PREFIX] MANIFEST...
+Usage: kube-for-podman.py OUT.yaml --ips IP,IP,.. --configmap-dir DIR [--secret-dir DIR]
+       --publish NAME=PORT:HOSTPORT,.. [--name-prefix PREFIX] MANIFEST...
 Prints one line per Deployment: "name ip"; writes each ConfigMap's files into DIR/<configmap>.src/.
 """
 
@@ -66,7 +68,7 @@ def service_aliases(services, workloads, ip_of):
     return aliases
 
 
-def adapt_workload(doc, aliases, configmaps, configmap_dir, publish):
+def adapt_workload(doc, aliases, configmaps, configmap_dir, publish, secret_dir=None):
     """The cluster's parts for one StatefulSet or Deployment; the pod spec stays as written."""
     doc["kind"] = "Deployment"
     doc["spec"].pop("serviceName", None)
@@ -79,6 +81,11 @@ def adapt_workload(doc, aliases, configmaps, configmap_dir, publish):
             if cm_name not in configmaps:
                 sys.exit(f"ConfigMap {cm_name} is not in the manifests")
             vol["hostPath"] = {"path": f"{configmap_dir}/{cm_name}", "type": "Directory"}
+        elif "secret" in vol:
+            secret_name = vol.pop("secret")["secretName"]
+            if secret_dir is None:
+                sys.exit(f"Secret {secret_name} is mounted: give --secret-dir")
+            vol["hostPath"] = {"path": f"{secret_dir}/{secret_name}", "type": "Directory"}
     for c in pod["containers"]:
         for port in c.get("ports", []):
             host_port = publish.get(c["name"], {}).get(port["containerPort"])
@@ -93,6 +100,7 @@ def main():
     ap.add_argument("manifests", nargs="+")
     ap.add_argument("--ips", required=True)
     ap.add_argument("--configmap-dir", required=True)
+    ap.add_argument("--secret-dir", default=None)
     ap.add_argument("--publish", default="")
     ap.add_argument("--name-prefix", default="")
     args = ap.parse_args()
@@ -108,7 +116,7 @@ def main():
     aliases = service_aliases(services, workloads, ip_of)
     publish = parse_publish(args.publish)
     for doc in workloads:
-        adapt_workload(doc, aliases, configmaps, args.configmap_dir, publish)
+        adapt_workload(doc, aliases, configmaps, args.configmap_dir, publish, args.secret_dir)
         print(doc["metadata"]["name"], ip_of[doc["metadata"]["name"]])
         doc["metadata"]["name"] = args.name_prefix + doc["metadata"]["name"]
 

@@ -97,10 +97,14 @@ fn redis_limiter(settings: &RedisSettings, memory: &Arc<MemoryStore>) -> Limiter
 impl ApplyConfig for Assembler {
     fn apply(&self, snapshot: Snapshot) -> Result<u64, String> {
         let current = self.state.load();
-        if snapshot.listen != current.snapshot.listen {
+        let (old, new) = (&current.snapshot.listen, &snapshot.listen);
+        if old.len() != new.len() || old.iter().zip(new).any(|(a, b)| !a.same_socket(b)) {
+            let addrs = |l: &[crate::config::ListenerSettings]| {
+                l.iter().map(|l| l.addr.clone()).collect::<Vec<_>>()
+            };
             return Err(format!(
-                "`listen` changed from {:?} to {:?}: listeners cannot change on reload, run a graceful upgrade (tollgate -u) instead",
-                current.snapshot.listen, snapshot.listen
+                "`listen` changed from {:?} to {:?} (addresses, tls, min_version or http2): listeners cannot change on reload, run a graceful upgrade (tollgate -u) instead",
+                addrs(old), addrs(new)
             ));
         }
         if snapshot.admin_listen != current.snapshot.admin_listen {

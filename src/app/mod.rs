@@ -1,9 +1,11 @@
 //! The composition root: the only place that knows every piece. It validates the config, has
 //! [`assemble`] build the first generation, and wires the services into one Pingora server: the
-//! proxy, the admin listener, the config reloader and the upstream health checker.
+//! proxy (its plain, h2c and TLS [`listeners`]), the admin listener, the config reloader, the
+//! certificate watcher and the upstream health checker.
 
 mod assemble;
 mod health;
+mod listeners;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +19,12 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::cli::Cli;
 use crate::config::reload::Reloader;
-use crate::listener::{ConnectionRateFilter, Frontline};
-use crate::proxy::Gateway;
 use crate::{access_log, config, metrics};
 use assemble::Assembler;
 use health::HealthChecker;
+use listeners::{CertWatcher, TlsListeners, WithCertificates};
 
-/// How often the config file's metadata is polled for edits.
+/// How often the config file's and the certificate files' metadata is polled for edits.
 const CONFIG_POLL: Duration = Duration::from_millis(500);
 
 /// `tollgate -t`: validates both files without starting anything.
@@ -62,24 +63,20 @@ pub fn run(cli: Cli) -> Result<(), String> {
     metrics::config_reload(true, 1);
     access_log::start(&log_settings).map_err(|e| format!("access log: {e}"))?;
 
-    let reloader = Reloader::new(cli.config.clone(), assembler, CONFIG_POLL);
+    let tls = TlsListeners::new(&listen);
+    let target = Arc::new(WithCertificates::new(assembler, tls.clone()));
+    let reloader = Reloader::new(cli.config.clone(), target, CONFIG_POLL);
     server.add_service(background_service("config reloader", reloader));
+    let watcher = CertWatcher::new(state.clone(), tls.clone(), CONFIG_POLL);
+    server.add_service(background_service("certificate watcher", watcher));
     server.add_service(background_service(
         "upstream health",
         HealthChecker::new(state.clone()),
     ));
 
-    let gateway = pingora::proxy::http_proxy(&server.configuration, Gateway::new(state.clone()));
-    let mut proxy = Service::new("tollgate proxy".to_string(), Frontline::new(gateway));
-    for addr in &listen {
-        proxy.add_tcp(addr);
+    for proxy in listeners::proxy_services(&server.configuration, &state, &listen, &tls)? {
+        server.add_service(proxy);
     }
-    let rate_state = state.clone();
-    proxy.set_connection_filter(Arc::new(ConnectionRateFilter::new(Arc::new(move || {
-        let c = rate_state.load().snapshot.connection_rate?;
-        Some((c.per_ip, c.window))
-    }))));
-    server.add_service(proxy);
 
     let mut admin = Service::new(
         "tollgate admin".to_string(),
@@ -89,8 +86,17 @@ pub fn run(cli: Cli) -> Result<(), String> {
     admin.add_tcp(&admin_listen);
     server.add_service(admin);
 
+    let addrs: Vec<String> = listen
+        .iter()
+        .map(|l| match (&l.tls, l.http2) {
+            (Some(_), true) => format!("https://{} (h2, http/1.1)", l.addr),
+            (Some(_), false) => format!("https://{}", l.addr),
+            (None, true) => format!("http://{} (h2c, http/1.1)", l.addr),
+            (None, false) => format!("http://{}", l.addr),
+        })
+        .collect();
     log::info!(
-        "tollgate listening on {listen:?}, admin on {admin_listen}, store {}",
+        "tollgate listening on {addrs:?}, admin on {admin_listen}, store {}",
         state.load().limiter.store_kind()
     );
     server.run_forever()

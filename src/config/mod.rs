@@ -21,7 +21,8 @@ pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use plan::{By, Plan, PlanBudget, RoutePlans, TIER_POLICY};
 pub use snapshot::{
-    AccessLogSettings, AnonymousPolicy, ConnectionRateSettings, HealthCheckSettings, KeyEntry,
-    KeysFile, LimitHeaders, OnError, RedisSettings, Route, Snapshot, Tier, UpstreamSettings,
+    AccessLogSettings, AnonymousPolicy, CertPairSettings, ConnectionRateSettings,
+    HealthCheckSettings, KeyEntry, KeysFile, LimitHeaders, ListenerSettings, OnError,
+    RedisSettings, Route, Snapshot, Tier, TlsListenerSettings, UpstreamSettings,
 };
 pub use validate::{load_file, load_str, reload_keys};

@@ -45,14 +45,15 @@ enum Trigger {
 }
 
 /// Cheap change detector: the metadata of the file the path resolves to (symlinks followed).
+/// The certificate watcher polls certificate files with it too.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
+pub struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     ino: u64,
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+pub fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some(Stamp {

@@ -26,7 +26,7 @@ impl<'de> Deserialize<'de> for Dur {
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default = "default_listen")]
-    pub listen: Vec<String>,
+    pub listen: Vec<RawListen>,
     #[serde(default = "default_admin_listen")]
     pub admin_listen: String,
     pub redis: Option<RawRedis>,
@@ -90,8 +90,95 @@ fn default_connection_window() -> Dur {
     Dur(Duration::from_secs(1))
 }
 
-fn default_listen() -> Vec<String> {
-    vec!["0.0.0.0:8080".to_string()]
+fn default_listen() -> Vec<RawListen> {
+    vec![RawListen {
+        addr: "0.0.0.0:8080".to_string(),
+        tls: None,
+        http2: None,
+    }]
+}
+
+/// A `listen` entry: `"0.0.0.0:8080"`, or `{ addr, tls, http2 }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawListen {
+    pub addr: String,
+    pub tls: Option<RawListenTls>,
+    /// Default: true with `tls` (ALPN h2), false without (h2c by prior knowledge when true).
+    pub http2: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for RawListen {
+    /// The string form, or the map form (parsed strictly, so a typo is named).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawListen;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an \"IP:port\" string or a map with `addr`, `tls`, `http2`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawListen, E> {
+                Ok(RawListen {
+                    addr: v.to_string(),
+                    tls: None,
+                    http2: None,
+                })
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, m: M) -> Result<RawListen, M::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Full {
+                    addr: String,
+                    tls: Option<RawListenTls>,
+                    http2: Option<bool>,
+                }
+                let f = Full::deserialize(serde::de::value::MapAccessDeserializer::new(m))?;
+                Ok(RawListen {
+                    addr: f.addr,
+                    tls: f.tls,
+                    http2: f.http2,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListenTls {
+    pub certs: Vec<RawCertPair>,
+    /// `"1.2"` (default) or `"1.3"`; an unquoted `1.3` is accepted too.
+    pub min_version: Option<TlsVersion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertPair {
+    pub cert: String,
+    pub key: String,
+}
+
+/// A TLS version as written: `"1.2"`, `1.2`, `"1.3"` or `1.3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+impl<'de> Deserialize<'de> for TlsVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_yaml::Value::deserialize(d)?;
+        let text = match &v {
+            serde_yaml::Value::String(s) => s.trim().to_string(),
+            serde_yaml::Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        };
+        match text.as_str() {
+            "1.2" => Ok(TlsVersion::Tls12),
+            "1.3" => Ok(TlsVersion::Tls13),
+            _ => Err(serde::de::Error::custom("must be \"1.2\" or \"1.3\"")),
+        }
+    }
 }
 
 fn default_admin_listen() -> String {
@@ -196,6 +283,9 @@ pub struct RawUpstream {
     pub peers: Vec<String>,
     #[serde(default)]
     pub tls: bool,
+    /// Speak HTTP/2 to the peers: ALPN h2 with `tls`, h2c by prior knowledge without.
+    #[serde(default)]
+    pub http2: bool,
     pub sni: Option<String>,
     pub host: Option<String>,
     pub health_check: Option<RawHealthCheck>,

@@ -12,6 +12,7 @@ use ipnet::IpNet;
 
 use super::key_table::{KeyRef, KeySpec, KeyTable};
 use crate::identity::{KeyDigest, StoreIdentity};
+use crate::tls::CertSet;
 
 use super::plan::{Plan, RoutePlans};
 use crate::limiter::Limit;
@@ -25,7 +26,7 @@ pub struct Snapshot {
     pub source: PathBuf,
     /// A hash of the file's bytes: a reload of an identical file is a no-op.
     pub content_hash: [u8; 32],
-    pub listen: Vec<String>,
+    pub listen: Vec<ListenerSettings>,
     pub admin_listen: String,
     pub redis: Option<RedisSettings>,
     pub upstreams: HashMap<String, UpstreamSettings>,
@@ -61,11 +62,50 @@ pub struct ConnectionRateSettings {
     pub window: Duration,
 }
 
+/// One proxy listener.
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub addr: String,
+    /// HTTP/2 beside HTTP/1.1: ALPN h2 with TLS, h2c by prior knowledge without.
+    pub http2: bool,
+    pub tls: Option<TlsListenerSettings>,
+}
+
+impl ListenerSettings {
+    /// Whether both describe the same socket and protocols, which a reload cannot change.
+    /// Certificates may differ: a reload swaps them in.
+    pub fn same_socket(&self, other: &ListenerSettings) -> bool {
+        self.addr == other.addr
+            && self.http2 == other.http2
+            && self.tls.as_ref().map(|t| t.tls13_only) == other.tls.as_ref().map(|t| t.tls13_only)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsListenerSettings {
+    /// `min_version: "1.3"`.
+    pub tls13_only: bool,
+    pub certs: Vec<CertPairSettings>,
+    /// The pairs as read and checked when the file was validated, in the same order.
+    pub loaded: Arc<CertSet>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPairSettings {
+    /// Absolute, or relative to the working directory when the config path was.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// `listen[1].tls.certs[0]`: where the pair is configured, for error messages.
+    pub field: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSettings {
     pub name: String,
     pub peers: Vec<String>,
     pub tls: bool,
+    /// HTTP/2 to the peers (gRPC needs it): ALPN h2 with TLS, h2c by prior knowledge without.
+    pub http2: bool,
     pub sni: String,
     /// The Host header the upstream gets (unless a route preserves the client's).
     pub host: String,

@@ -164,10 +164,12 @@ impl ProxyHttp for Gateway {
         let Some(route) = ctx.route() else {
             return Ok(());
         };
-        let host = generation
+        let upstream = generation
             .upstreams
             .get(&route.upstream)
-            .map_or("", |p| p.settings.host.as_str());
+            .map(|p| &p.settings);
+        let host = upstream.map_or("", |u| u.host.as_str());
+        let h2_upstream = upstream.is_some_and(|u| u.http2);
         let peer_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -184,6 +186,8 @@ impl ProxyHttp for Gateway {
                 _ => None,
             },
             tier: ctx.identity.as_ref().map(|i| i.tier().name.as_ref()),
+            https: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+            te_trailers: h2_upstream && headers::accepts_trailers(session.req_header()),
         };
         headers::rewrite(upstream_request, &f)
     }

@@ -44,6 +44,16 @@ pub fn head_size(req: &RequestHeader) -> usize {
         .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
+/// Whether the client's `TE` lists `trailers`.
+pub fn accepts_trailers(req: &RequestHeader) -> bool {
+    req.headers
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+}
+
 /// `/proxy/a/b?x=1` under prefix `/proxy/` becomes `/a/b?x=1`.
 pub fn strip_prefix(uri: &Uri, prefix: &str) -> Option<String> {
     let path = uri.path();
@@ -71,6 +81,11 @@ pub struct Forwarding<'a> {
     pub traceparent: Option<&'a HeaderValue>,
     pub key_id: Option<&'a HeaderValue>,
     pub tier: Option<&'a str>,
+    /// The request arrived over TLS.
+    pub https: bool,
+    /// The upstream speaks HTTP/2 and the client sent `TE: trailers` (gRPC does): keep it, the
+    /// one TE value HTTP/2 allows, which gRPC servers use to detect proxies that drop trailers.
+    pub te_trailers: bool,
 }
 
 pub fn rewrite(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
@@ -134,7 +149,10 @@ pub fn rewrite(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
         };
         req.insert_header("X-Forwarded-For", xff)?;
     }
-    req.insert_header("X-Forwarded-Proto", "http")?;
+    req.insert_header("X-Forwarded-Proto", if f.https { "https" } else { "http" })?;
+    if f.te_trailers {
+        req.insert_header(http::header::TE, "trailers")?;
+    }
     match client_host {
         Some(h) => req.insert_header("X-Forwarded-Host", h)?,
         None => {

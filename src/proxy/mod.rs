@@ -9,6 +9,7 @@ mod conformance;
 mod ctx;
 mod enforce;
 mod gateway;
+mod grpc;
 pub mod headers;
 pub mod ratelimit_headers;
 mod record;

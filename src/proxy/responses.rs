@@ -3,7 +3,8 @@
 //! Every answer carries `Content-Length`, so the client connection stays open after it (a 429
 //! must not cost the client its connection), and `X-Request-Id`. A request body of up to
 //! 64 KiB that the client is still sending is read and dropped first (bounded in time), so that
-//! the connection survives the refusal; a larger one closes it after the answer.
+//! the connection survives the refusal; a larger one closes it after the answer. A gRPC call
+//! gets the same answer in gRPC's trailers-only form instead ([`super::grpc`]).
 
 use std::time::Duration;
 
@@ -85,6 +86,9 @@ impl<'a> Problem<'a> {
 
     /// Writes the answer; returns `Ok(true)` for `request_filter` ("response already sent").
     pub async fn send(self, session: &mut Session) -> Result<bool> {
+        if super::grpc::is_grpc(session) {
+            return super::grpc::send(&self, session).await;
+        }
         let body = self.body();
         let header = self.header(body.len())?;
         let head_only = session.req_header().method == http::Method::HEAD;

@@ -51,6 +51,9 @@ impl UpstreamPool {
                 if settings.tls {
                     hc.peer_template.sni = settings.sni.clone();
                 }
+                if settings.http2 {
+                    set_h2_only(&mut hc.peer_template);
+                }
                 lb.set_health_check(Box::new(hc));
             }
             None => {
@@ -129,6 +132,9 @@ impl UpstreamPool {
         peer.options.read_timeout = Some(s.read_timeout);
         peer.options.write_timeout = Some(s.write_timeout);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
+        if s.http2 {
+            set_h2_only(&mut peer);
+        }
         peer
     }
 
@@ -142,4 +148,11 @@ impl UpstreamPool {
         self.next_check_ms.store(next, Ordering::Relaxed);
         self.lb.backends().run_health_check(true).await;
     }
+}
+
+/// HTTP/2 only: with TLS Pingora offers ALPN h2 alone, without TLS it speaks h2c by prior
+/// knowledge. Streams share connections, as a gRPC client's would.
+fn set_h2_only(peer: &mut HttpPeer) {
+    peer.options.set_http_version(2, 2);
+    peer.options.max_h2_streams = 100;
 }

@@ -149,6 +149,76 @@ impl Upstream {
     pub fn host(self, host: &str) -> Self {
         self.with("host", quoted(host))
     }
+
+    /// `http2: true`: HTTP/2 to the peers (h2c without `tls`), as gRPC needs.
+    pub fn http2(self) -> Self {
+        self.with("http2", "true".into())
+    }
+}
+
+/// One `listen` entry: an address, optionally with TLS certificates, `min_version` and `http2`.
+#[derive(Clone, Debug)]
+pub struct Listener {
+    addr: String,
+    certs: Vec<(String, String)>,
+    min_version: Option<String>,
+    http2: Option<bool>,
+}
+
+impl Listener {
+    /// A plain listener (`{LISTEN}` is the one [`super::Tollgate`] waits for).
+    pub fn new(addr: &str) -> Self {
+        Listener {
+            addr: addr.to_string(),
+            certs: Vec::new(),
+            min_version: None,
+            http2: None,
+        }
+    }
+
+    /// Adds a `{ cert, key }` pair to `tls.certs` (the first one added is the default).
+    pub fn cert(mut self, cert: &std::path::Path, key: &std::path::Path) -> Self {
+        self.certs
+            .push((cert.display().to_string(), key.display().to_string()));
+        self
+    }
+
+    /// `tls.min_version`, written as given (`"\"1.3\""`, `1.2`, or something invalid).
+    pub fn min_version(mut self, version: &str) -> Self {
+        self.min_version = Some(version.to_string());
+        self
+    }
+
+    pub fn http2(mut self, on: bool) -> Self {
+        self.http2 = Some(on);
+        self
+    }
+
+    fn is_plain(&self) -> bool {
+        self.certs.is_empty() && self.min_version.is_none() && self.http2.is_none()
+    }
+
+    fn yaml(&self) -> String {
+        let mut s = format!("  - addr: {}\n", quoted(&self.addr));
+        if !self.certs.is_empty() || self.min_version.is_some() {
+            s.push_str("    tls:\n      certs:\n");
+            for (cert, key) in &self.certs {
+                let _ = writeln!(
+                    s,
+                    "        - {{ cert: {}, key: {} }}",
+                    quoted(cert),
+                    quoted(key)
+                );
+            }
+            if let Some(v) = &self.min_version {
+                let _ = writeln!(s, "      min_version: {v}");
+            }
+        }
+        if let Some(on) = self.http2 {
+            let _ = writeln!(s, "    http2: {on}");
+        }
+        s
+    }
 }
 
 /// One entry of `routes`.
@@ -268,7 +338,7 @@ struct TierSpec {
 /// A whole gateway config. Setting an upstream, tier or key that exists replaces it in place
 /// (its position, and so its line and index in errors, stays).
 pub struct ConfigBuilder {
-    listen: String,
+    listen: Vec<Listener>,
     admin: String,
     redis: Option<Redis>,
     upstreams: Vec<Upstream>,
@@ -293,7 +363,7 @@ impl Default for ConfigBuilder {
 impl ConfigBuilder {
     pub fn new() -> Self {
         ConfigBuilder {
-            listen: "{LISTEN}".into(),
+            listen: vec![Listener::new("{LISTEN}")],
             admin: "{ADMIN}".into(),
             redis: None,
             upstreams: Vec::new(),
@@ -311,7 +381,13 @@ impl ConfigBuilder {
     }
 
     pub fn listen(mut self, addr: &str) -> Self {
-        self.listen = addr.to_string();
+        self.listen = vec![Listener::new(addr)];
+        self
+    }
+
+    /// Replaces `listen` with these entries (TLS, h2c, several addresses).
+    pub fn listeners(mut self, listeners: &[Listener]) -> Self {
+        self.listen = listeners.to_vec();
         self
     }
 
@@ -467,11 +543,14 @@ impl ConfigBuilder {
     }
 
     pub fn to_yaml(&self) -> String {
-        let mut y = format!(
-            "listen: [{}]\nadmin_listen: {}\n",
-            quoted(&self.listen),
-            quoted(&self.admin)
-        );
+        let mut y = if self.listen.iter().all(Listener::is_plain) {
+            let addrs: Vec<String> = self.listen.iter().map(|l| l.addr.clone()).collect();
+            format!("listen: {}\n", list(&addrs))
+        } else {
+            let entries: String = self.listen.iter().map(Listener::yaml).collect();
+            format!("listen:\n{entries}")
+        };
+        let _ = writeln!(y, "admin_listen: {}", quoted(&self.admin));
         if let Some(h) = &self.admin_token_sha256 {
             let _ = writeln!(y, "admin_token_sha256: {}", quoted(h));
         }

@@ -10,6 +10,7 @@
 //! | [`metrics`] | reading `/metrics` text |
 //! | [`load`] | a load generator that records every request |
 //! | [`cluster`] | a real six-node Redis Cluster |
+//! | [`tls`] | certificates generated with rcgen, TLS and HTTP/2 clients over real sockets |
 //! | [`policies`] | a gateway config with one route per policy `by` kind, and a 64-client burst |
 //! | [`recorder`] | a raw-TCP upstream that records exactly what reached it (request smuggling) |
 //!
@@ -27,8 +28,9 @@ pub mod net;
 pub mod policies;
 pub mod process;
 pub mod recorder;
+pub mod tls;
 
-pub use config::{limit, standard, ConfigBuilder, Key, Redis, Route, Upstream};
+pub use config::{limit, standard, ConfigBuilder, Key, Listener, Redis, Route, Upstream};
 pub use echo_bin::echo_bin;
 pub use http::{
     client, http_get, parse_response, raw_exchange, raw_request, raw_status, Conn, Response,

@@ -28,6 +28,56 @@ pub const LISTEN: &[Row] = &[
         "must differ from every `listen` address",
     ),
     row(
+        concat!(
+            "listen: [\"127.0.0.1:8080\", \"127.0.0.1:8080\"]\n",
+            base!()
+        ),
+        "1:28: field `listen[1]`",
+        "127.0.0.1:8080 is listed twice",
+    ),
+    row(
+        concat!("listen: [{ addr: \"localhost:8443\", http2: true }]\n", base!()),
+        "1:12: field `listen[0].addr`",
+        "'localhost:8443' is not an IP:port address",
+    ),
+    row(
+        concat!(
+            "listen: [{ addr: \"127.0.0.1:8443\", tls: { certs: [] } }]\n",
+            base!()
+        ),
+        "1:43: field `listen[0].tls.certs`",
+        "needs at least one { cert, key } pair",
+    ),
+    row(
+        concat!(
+            "listen: [{ addr: \"127.0.0.1:8443\", tls: { certs: [{ cert: /nonexistent/t.pem, key: /nonexistent/t.key }] } }]\n",
+            base!()
+        ),
+        "1:53: field `listen[0].tls.certs[0].cert`",
+        "/nonexistent/t.pem: cannot read: No such file or directory (os error 2)",
+    ),
+    row(
+        concat!(
+            "listen: [{ addr: \"127.0.0.1:8443\", tls: { certs: [{ cert: Cargo.toml, key: Cargo.toml }] } }]\n",
+            base!()
+        ),
+        "1:53: field `listen[0].tls.certs[0].cert`",
+        "Cargo.toml: no PEM certificate (-----BEGIN CERTIFICATE-----) found",
+    ),
+    row(
+        concat!(
+            "listen: [{ addr: \"127.0.0.1:8443\", tls: { certs: [], min_version: \"1.1\" } }]\n",
+            base!()
+        ),
+        "1:54: field `listen[0].tls.min_version`",
+        "must be \"1.2\" or \"1.3\"",
+    ),
+    row(
+        concat!("listen: [{ addr: \"127.0.0.1:8443\", tsl: {} }]\n", base!()),
+        "1:36: field `listen[0].tsl`",
+        "unknown field `tsl`, expected one of `addr`, `tls`, `http2`",
+    ),
+    row(
         concat!("connection_rate: { per_ip: 0, window: 1s }\n", base!()),
         "1:20: field `connection_rate.per_ip`",
         "must be between 1 and 65535",

@@ -1,13 +1,13 @@
 //! Turns a parsed file into a [`Snapshot`], checking every value and cross-reference.
 //!
 //! The first problem found is returned as a [`ConfigError`] naming the file, line and field;
-//! nothing is half-applied. Validation does no I/O besides reading the file, so `tollgate -t`
-//! and a reload give the same verdict. Each section of the file has its own module, checked in
-//! the order the sections are written: [`listen`] (`listen`, `admin_listen`, the admin
-//! token and the accept-time `connection_rate`), [`redis`],
-//! [`upstreams`], [`routes`] (with [`route_match`]), [`tiers`], [`policies`] (compiled into
-//! per-route plans), [`identity`] and [`keys`]; [`context`] turns serde's
-//! errors into positioned ones.
+//! nothing is half-applied. Validation does no I/O besides reading the file and the certificate
+//! files it names, so `tollgate -t` and a reload give the same verdict. Each section of the file
+//! has its own module, checked in the order the sections are written: [`listen`] (`listen` with
+//! its TLS certificates, `admin_listen`, the admin token and the accept-time
+//! `connection_rate`), [`redis`], [`upstreams`], [`routes`] (with [`route_match`]), [`tiers`],
+//! [`policies`] (compiled into per-route plans), [`identity`] and [`keys`]; [`context`] turns
+//! serde's errors into positioned ones.
 
 mod breaker;
 mod context;
@@ -102,7 +102,7 @@ pub fn reload_keys(current: &Snapshot) -> Result<Option<Snapshot>, ConfigError> 
 
 /// Validates every section in turn and assembles the snapshot.
 fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot, ConfigError> {
-    listen::check(cx, &raw)?;
+    let listen = listen::check(cx, &raw)?;
     let redis = raw
         .redis
         .as_ref()
@@ -123,7 +123,7 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
     Ok(Snapshot {
         source: cx.path.to_path_buf(),
         content_hash,
-        listen: raw.listen.clone(),
+        listen,
         admin_listen: raw.admin_listen.clone(),
         redis,
         upstreams,

@@ -50,6 +50,7 @@ fn upstream(cx: &Cx<'_>, name: &str, u: &RawUpstream) -> Result<UpstreamSettings
         name: name.to_string(),
         peers: u.peers.clone(),
         tls: u.tls,
+        http2: u.http2,
         sni,
         host,
         health_check,
