@@ -33,6 +33,9 @@
 #   rss  tollgate RSS idle, and after 100,000 distinct identities (anonymous callers with distinct
 #        X-Forwarded-For addresses from a trusted proxy), with the Redis and the in-process store
 #   locust  scripts/locust-smoke.sh (not pinned): throughput, p95 and the over-admission verdict
+#   keyscale (not in the default list: BENCH_SCENARIOS=keyscale) bench/keyscale.sh: a keys_file
+#        of 10k, 100k and 1M keys: -t time and peak RSS, start, steady RSS, keys-file reload time
+#        and peak RSS, requests per proxy CPU-second; its own table in $BENCH_OUT/keyscale.md
 #
 # Environment (defaults in brackets):
 #   BENCH_DURATION [10] seconds measured per run     BENCH_WARMUP [2] seconds of warm-up before
@@ -593,6 +596,13 @@ scenario_locust() {
         printf '{"scenario":"locust","contender":"tollgate","label":"locust smoke","exit":%s}\n' "$rc" >>"$RESULTS"
     fi
     [ "$rc" -eq 0 ] || { echo "bench: the locust smoke failed (log: $TMP/locust.log)" >&2; tail -n 30 "$TMP/locust.log" >&2; }
+}
+
+# Keys at scale: bench/keyscale.sh, on the same CPUs, writing $OUT/keyscale.md.
+scenario_keyscale() {
+    say "keyscale (bench/keyscale.sh)"
+    TOLLGATE_BIN="$ROOT/target/release/tollgate" KEYSCALE_OUT="$OUT" BENCH_PROXY_CPU="$PROXY_CPU" \
+        BENCH_LOAD_CPU="$LOAD_CPU" bench/keyscale.sh
 }
 
 # Scenarios kept in their own files; they may use every function and global above.

@@ -18,6 +18,8 @@
 //!   [`limiter::Store`] trait with `store/redis` (Lua scripts in `scripts/redis/`) and
 //!   `store/memory` (one file per algorithm, like the scripts), and the failure policy. Imports
 //!   nothing from config, identity, proxy or admin: config converts into its settings types.
+//! * [`keys_redis`]: keys unknown to the snapshot's tables, looked up in a Redis hash and
+//!   cached per replica (lock-free slots).
 //! * [`upstream`]: peer pools with health state.
 //! * [`tls`]: certificate files loaded and checked, the per-listener SNI resolver whose
 //!   certificates swap without a restart, the ClientHello check behind `min_version: "1.3"`.
@@ -41,6 +43,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod identity;
+pub mod keys_redis;
 pub mod limiter;
 pub mod listener;
 pub mod log_redact;

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 
 use crate::config::Snapshot;
+use crate::keys_redis::RemoteKeys;
 use crate::limiter::Limiter;
 use crate::top_limited::TopLimited;
 use crate::upstream::UpstreamPool;
@@ -20,6 +21,8 @@ pub struct Generation {
     pub snapshot: Arc<Snapshot>,
     pub upstreams: HashMap<String, Arc<UpstreamPool>>,
     pub limiter: Arc<Limiter>,
+    /// The `keys_redis` cache, handed on while its settings stay the same.
+    pub remote_keys: Option<Arc<RemoteKeys>>,
     /// Who is being limited: one sketch for the process, handed from generation to generation.
     pub top: Arc<TopLimited>,
     /// When this generation was put in force.

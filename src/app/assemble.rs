@@ -12,6 +12,7 @@ use std::time::SystemTime;
 
 use crate::config::reload::ApplyConfig;
 use crate::config::Snapshot;
+use crate::keys_redis::RemoteKeys;
 use crate::limiter::{Clock, Limiter, MemoryStore, RedisSettings, RedisStore};
 use crate::state::{Generation, SharedState};
 use crate::top_limited::TopLimited;
@@ -71,11 +72,18 @@ fn build(
         (_, Some(redis)) => Arc::new(redis_limiter(redis, memory)),
         (_, None) => Arc::new(Limiter::in_memory(memory.clone())),
     };
+    let remote_keys = snapshot.keys_redis.as_ref().map(|settings| {
+        previous
+            .and_then(|p| p.remote_keys.clone())
+            .filter(|r| r.settings() == settings)
+            .unwrap_or_else(|| Arc::new(RemoteKeys::new(settings.clone())))
+    });
     Ok(Generation {
         number,
         snapshot: Arc::new(snapshot),
         upstreams,
         limiter,
+        remote_keys,
         top: top.clone(),
         loaded_at: SystemTime::now(),
     })

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::key_table::{now_ms, Lookup};
 use super::{AnonymousPolicy, KeyEntry, Snapshot, Tier};
-use crate::identity::{self, Rejection, StoreIdentity};
+use crate::identity::{self, KeyDigest, Rejection, StoreIdentity};
 
 #[derive(Debug, Clone)]
 pub enum Caller {
@@ -50,19 +50,53 @@ impl Caller {
     }
 }
 
+/// What the snapshot's own tables say about a request's caller.
+#[derive(Debug)]
+pub enum Resolved {
+    Caller(Caller),
+    Rejected(Rejection),
+    /// A key that neither `keys:` nor the keys file holds: look further (`keys_redis`), or
+    /// apply `identity.unknown_key` ([`Snapshot::unknown_key`]).
+    Unknown(KeyDigest),
+}
+
 impl Snapshot {
     /// Resolves the caller. `key` is the raw key header value, if any.
     pub fn caller(&self, key: Option<&[u8]>, client: Option<IpAddr>) -> Result<Caller, Rejection> {
-        match identity::presented_key(key)? {
-            Some(k) => match self.keys.get(&identity::digest(k), now_ms) {
-                Some(Lookup::Active(entry)) => Ok(Caller::Key(Arc::new(entry.into()))),
-                // An expired or disabled key is refused as such, never treated as anonymous.
-                Some(Lookup::Expired) => Err(Rejection::ExpiredKey),
-                Some(Lookup::Disabled) => Err(Rejection::DisabledKey),
-                None if self.unknown_key_anonymous => self.anonymous(client, Rejection::UnknownKey),
-                None => Err(Rejection::UnknownKey),
-            },
-            None => self.anonymous(client, Rejection::MissingKey),
+        match self.resolve(key, client) {
+            Resolved::Caller(c) => Ok(c),
+            Resolved::Rejected(why) => Err(why),
+            Resolved::Unknown(_) => self.unknown_key(client),
+        }
+    }
+
+    /// Resolves the caller from the local tables alone.
+    pub fn resolve(&self, key: Option<&[u8]>, client: Option<IpAddr>) -> Resolved {
+        let presented = match identity::presented_key(key) {
+            Ok(p) => p,
+            Err(why) => return Resolved::Rejected(why),
+        };
+        let Some(k) = presented else {
+            return match self.anonymous(client, Rejection::MissingKey) {
+                Ok(c) => Resolved::Caller(c),
+                Err(why) => Resolved::Rejected(why),
+            };
+        };
+        let digest = identity::digest(k);
+        match self.keys.get(&digest, now_ms) {
+            Some(Lookup::Active(entry)) => Resolved::Caller(Caller::Key(Arc::new(entry.into()))),
+            // An expired or disabled key is refused as such, never treated as anonymous.
+            Some(Lookup::Expired) => Resolved::Rejected(Rejection::ExpiredKey),
+            Some(Lookup::Disabled) => Resolved::Rejected(Rejection::DisabledKey),
+            None => Resolved::Unknown(digest),
+        }
+    }
+
+    /// `identity.unknown_key` for a key found nowhere: 401, or the anonymous tier.
+    pub fn unknown_key(&self, client: Option<IpAddr>) -> Result<Caller, Rejection> {
+        match self.unknown_key_anonymous {
+            true => self.anonymous(client, Rejection::UnknownKey),
+            false => Err(Rejection::UnknownKey),
         }
     }
 

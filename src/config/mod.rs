@@ -16,13 +16,13 @@ pub mod schema;
 mod snapshot;
 mod validate;
 
-pub use caller::Caller;
+pub use caller::{Caller, Resolved};
 pub use duration::parse_duration;
 pub use error::ConfigError;
 pub use plan::{By, Plan, PlanBudget, RoutePlans, TIER_POLICY};
 pub use snapshot::{
     AccessLogSettings, AnonymousPolicy, CertPairSettings, ConnectionRateSettings,
-    HealthCheckSettings, KeyEntry, KeysFile, LimitHeaders, ListenerSettings, OnError,
-    RedisSettings, Route, Snapshot, Tier, TlsListenerSettings, UpstreamSettings,
+    HealthCheckSettings, KeyEntry, KeysFile, KeysRedisSettings, LimitHeaders, ListenerSettings,
+    OnError, RedisSettings, Route, Snapshot, Tier, TlsListenerSettings, UpstreamSettings,
 };
 pub use validate::{load_file, load_str, reload_keys};

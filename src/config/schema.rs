@@ -39,6 +39,8 @@ pub struct RawConfig {
     pub keys: Vec<RawKey>,
     /// A TSV of keys (`id`, `tier`, `sha256`, optional `expires`), relative to this file.
     pub keys_file: Option<String>,
+    /// Keys found in neither `keys` nor `keys_file` are looked up in this Redis hash.
+    pub keys_redis: Option<RawKeysRedis>,
     #[serde(default)]
     pub access_log: RawAccessLog,
     /// SHA-256 (hex) of the admin API's bearer token.
@@ -440,6 +442,29 @@ pub struct RawKey {
     pub expires: Option<String>,
     #[serde(default)]
     pub disabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKeysRedis {
+    #[serde(default = "default_keys_hash")]
+    pub hash: String,
+    /// Digests cached per replica, found and not found alike.
+    #[serde(default = "default_keys_cache")]
+    pub cache: u64,
+    /// How long a cached answer stands: the revocation delay.
+    #[serde(default = "default_keys_ttl")]
+    pub ttl: Dur,
+}
+
+fn default_keys_hash() -> String {
+    "tollgate:keys".to_string()
+}
+fn default_keys_cache() -> u64 {
+    100_000
+}
+fn default_keys_ttl() -> Dur {
+    Dur(Duration::from_secs(30))
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq)]

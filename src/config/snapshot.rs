@@ -43,6 +43,8 @@ pub struct Snapshot {
     pub yaml_keys: Arc<[KeySpec]>,
     /// The keys file in force, if any.
     pub keys_file: Option<KeysFile>,
+    /// Where keys found in neither table are looked up, if anywhere.
+    pub keys_redis: Option<KeysRedisSettings>,
     pub access_log: AccessLogSettings,
     /// Per route (same order as `routes`): the budgets of each method class and tier.
     pub plans: Vec<RoutePlans>,
@@ -163,6 +165,16 @@ pub struct LimitHeaders {
     pub policy: http::HeaderValue,
     /// `600`
     pub limit: http::HeaderValue,
+}
+
+/// `keys_redis`: the hash that holds further keys, and the per-replica cache of its answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeysRedisSettings {
+    pub hash: String,
+    /// Digests cached, found and not found alike.
+    pub cache: usize,
+    /// How long a cached answer stands (the revocation delay).
+    pub ttl: Duration,
 }
 
 /// The keys file a snapshot was built with.

@@ -331,6 +331,13 @@ impl Limiter {
         });
     }
 
+    /// `HGET hash field` in the store within `timeout_ms` (the `keys_redis` lookup).
+    pub async fn lookup_key(&self, hash: &str, field: &str) -> Result<Option<String>, StoreError> {
+        tokio::time::timeout(self.timeout, self.primary.hget(hash, field))
+            .await
+            .unwrap_or(Err(StoreError::Timeout))
+    }
+
     /// For `/readyz`: the store answers a PING within `timeout_ms`.
     pub async fn ready(&self) -> Result<(), StoreError> {
         tokio::time::timeout(self.timeout, self.primary.ping())

@@ -13,7 +13,7 @@ use pingora::{Error, ErrorSource, ErrorType, Result};
 use super::headers::{self, Forwarding};
 use super::ratelimit_headers::header_pairs;
 use super::responses::Problem;
-use super::{conformance, enforce, record, RequestCtx};
+use super::{conformance, enforce, identify, record, RequestCtx};
 use crate::config::Caller;
 use crate::listener::GuardedStream;
 use crate::state::SharedState;
@@ -79,7 +79,7 @@ impl ProxyHttp for Gateway {
             .map(|a| a.ip());
         let client = identity::client_ip(peer_ip, &req.headers, &snapshot.trusted_proxies);
         let key = req.headers.get(&snapshot.key_header).map(|v| v.as_bytes());
-        let resolved = snapshot.caller(key, client);
+        let resolved = snapshot.resolve(key, client);
         ctx.client_ip = client;
         ctx.generation = Some(generation.clone());
 
@@ -88,7 +88,7 @@ impl ProxyHttp for Gateway {
             p.request_id = Some(&ctx.request_id);
             return p.send(session).await;
         }
-        match resolved {
+        match identify::caller(&generation, resolved, client).await {
             Ok(id) => ctx.identity = Some(id),
             Err(why) => return enforce::unauthorized(session, ctx, why).await,
         }

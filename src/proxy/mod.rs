@@ -11,6 +11,7 @@ mod enforce;
 mod gateway;
 mod grpc;
 pub mod headers;
+mod identify;
 pub mod ratelimit_headers;
 mod record;
 pub mod responses;

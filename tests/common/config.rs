@@ -351,6 +351,7 @@ pub struct ConfigBuilder {
     access_log: Option<String>,
     admin_token_sha256: Option<String>,
     keys_file: Option<String>,
+    keys_redis: Option<String>,
     connection_rate: Option<(u32, Option<String>)>,
 }
 
@@ -376,6 +377,7 @@ impl ConfigBuilder {
             access_log: None,
             admin_token_sha256: None,
             keys_file: None,
+            keys_redis: None,
             connection_rate: None,
         }
     }
@@ -530,6 +532,12 @@ impl ConfigBuilder {
         self
     }
 
+    /// `keys_redis: { hash, ttl }` (the cache size left at its default).
+    pub fn keys_redis(mut self, hash: &str, ttl: &str) -> Self {
+        self.keys_redis = Some(format!("{{ hash: {}, ttl: {ttl} }}", quoted(hash)));
+        self
+    }
+
     /// `admin_token_sha256: <hex>`: the digest of the admin API's bearer token.
     pub fn admin_token_sha256(mut self, hex: &str) -> Self {
         self.admin_token_sha256 = Some(hex.to_string());
@@ -556,6 +564,9 @@ impl ConfigBuilder {
         }
         if let Some(f) = &self.keys_file {
             let _ = writeln!(y, "keys_file: {}", quoted(f));
+        }
+        if let Some(k) = &self.keys_redis {
+            let _ = writeln!(y, "keys_redis: {k}");
         }
         if let Some(r) = &self.redis {
             y.push_str("redis:\n");

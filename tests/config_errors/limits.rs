@@ -169,6 +169,26 @@ pub const KEYS: &[Row] = &[
     ),
     row(concat!(base!(), "keys_file: \" \"\n"), "4:1: field `keys_file`", "must be a file path"),
     row(
+        concat!(base!(), "keys_redis: { ttl: 30s }\n"),
+        "4:1: field `keys_redis`",
+        "needs a `redis` section (the hash is read through its connection)",
+    ),
+    row(
+        concat!("redis: { url: \"redis://127.0.0.1:6379\" }\n", base!(), "keys_redis: { hash: \"a b\" }\n"),
+        "5:15: field `keys_redis.hash`",
+        "must be a Redis key name without spaces",
+    ),
+    row(
+        concat!("redis: { url: \"redis://127.0.0.1:6379\" }\n", base!(), "keys_redis: { cache: 0 }\n"),
+        "5:15: field `keys_redis.cache`",
+        "must be between 1 and 10000000",
+    ),
+    row(
+        concat!("redis: { url: \"redis://127.0.0.1:6379\" }\n", base!(), "keys_redis: { ttl: 10ms }\n"),
+        "5:15: field `keys_redis.ttl`",
+        "must be between 100ms and 1d",
+    ),
+    row(
         concat!(base!(), "keys_file: missing-row.tsv\n"),
         "4:1: field `keys_file`",
         "cannot read missing-row.tsv: No such file or directory (os error 2)",
@@ -239,14 +259,14 @@ pub const PARSING: &[Row] = &[
         concat!(base!(), "keys_fil: keys.tsv\n"),
         "4:1: field `keys_fil`",
         "unknown field `keys_fil`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `access_log`, `admin_token_sha256`, `connection_rate`, \
+         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `keys_redis`, `access_log`, `admin_token_sha256`, `connection_rate`, \
          `policies`, `memory_max_identities`",
     ),
     row(
         concat!(base!(), "admin_token: \"row-secret-key-0001\"\n"),
         "4:1: field `admin_token`",
         "unknown field `admin_token`, expected one of `listen`, `admin_listen`, `redis`, `upstreams`, \
-         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `access_log`, `admin_token_sha256`, `connection_rate`, \
+         `routes`, `identity`, `tiers`, `keys`, `keys_file`, `keys_redis`, `access_log`, `admin_token_sha256`, `connection_rate`, \
          `policies`, `memory_max_identities`",
     ),
     row(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::super::error::ConfigError;
 use super::super::key_table::{KeySpec, KeyTable, KeyTableBuilder};
 use super::super::schema::{RawConfig, RawKey};
-use super::super::snapshot::{KeysFile, Tier};
+use super::super::snapshot::{KeysFile, KeysRedisSettings, Tier};
 use super::context::Cx;
 use super::{is_label, keys_file, sha256_hex, unknown_tier};
 use crate::identity::{self, KeyDigest};
@@ -186,4 +186,36 @@ fn key_digest(cx: &Cx<'_>, f: &str, k: &RawKey) -> Result<KeyDigest, ConfigError
         (Some(_), Some(_)) => Err(cx.at(f, "set either `key` or `key_sha256`, not both")),
         (None, None) => Err(cx.at(f, "needs `key` or `key_sha256`")),
     }
+}
+
+/// The `keys_redis` section: it needs the `redis` section, whose connection it uses.
+pub(super) fn keys_redis(
+    cx: &Cx<'_>,
+    raw: &RawConfig,
+) -> Result<Option<KeysRedisSettings>, ConfigError> {
+    let Some(k) = &raw.keys_redis else {
+        return Ok(None);
+    };
+    if raw.redis.is_none() {
+        return Err(cx.at(
+            "keys_redis",
+            "needs a `redis` section (the hash is read through its connection)",
+        ));
+    }
+    let hash = k.hash.trim();
+    if hash.is_empty() || hash.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(cx.at("keys_redis.hash", "must be a Redis key name without spaces"));
+    }
+    if !(1..=10_000_000).contains(&k.cache) {
+        return Err(cx.at("keys_redis.cache", "must be between 1 and 10000000"));
+    }
+    let ttl = k.ttl.0;
+    if ttl < std::time::Duration::from_millis(100) || ttl > std::time::Duration::from_secs(86_400) {
+        return Err(cx.at("keys_redis.ttl", "must be between 100ms and 1d"));
+    }
+    Ok(Some(KeysRedisSettings {
+        hash: hash.to_string(),
+        cache: k.cache as usize,
+        ttl,
+    }))
 }

@@ -58,7 +58,7 @@ pub(super) fn stream(
     if let Ok(m) = file.metadata() {
         b.reserve((m.len() / TYPICAL_LINE) as usize);
     }
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut reader = BufReader::with_capacity(256 << 10, file);
     let mut line = Vec::with_capacity(256);
     let mut hasher = Sha256::new();
     let mut number = 0;

@@ -117,6 +117,7 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
         return Err(cx.at("memory_max_identities", "must be between 1 and 1000000000"));
     }
     let keys = keys::keys(cx, &raw, &tiers)?;
+    let keys_redis = keys::keys_redis(cx, &raw)?;
     let access_log = access_log(cx, &raw)?;
     let admin_token_sha256 = listen::admin_token(cx, &raw)?;
     let connection_rate = listen::connection_rate(cx, &raw)?;
@@ -136,6 +137,7 @@ fn build(cx: &Cx<'_>, raw: RawConfig, content_hash: [u8; 32]) -> Result<Snapshot
         keys: Arc::new(keys.table),
         yaml_keys: keys.yaml.into(),
         keys_file: keys.file,
+        keys_redis,
         access_log,
         admin_token_sha256,
         plans,

@@ -113,6 +113,12 @@ pub trait Store: Send + Sync + 'static {
     /// A cheap liveness probe (Redis PING) for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// `HGET hash field`: the `keys_redis` lookup of a key digest. Stores without a hash
+    /// (the in-process one) know no key.
+    async fn hget(&self, _hash: &str, _field: &str) -> Result<Option<String>, StoreError> {
+        Ok(None)
+    }
+
     /// `redis`, `redis_cluster` or `memory`, for logs and metrics.
     fn kind(&self) -> &'static str;
 }

@@ -326,6 +326,13 @@ impl ClusterConn {
     /// For `/readyz`: one primary answers PING. Not every node: redis-rs would fan a plain PING
     /// out to all nodes, replicas included, so one dead replica would turn every gateway
     /// unready at once, although limiting works (and `on_error` covers what does not).
+    /// One plain command, routed by its key.
+    pub(super) async fn hget(&self, hash: &str, field: &str) -> RedisResult<Option<String>> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(hash).arg(field);
+        cmd.query_async(&mut self.connection()).await
+    }
+
     pub(super) async fn ping(&self) -> RedisResult<()> {
         self.begin();
         let r = self

@@ -501,6 +501,26 @@ impl Store for RedisStore {
         res
     }
 
+    async fn hget(&self, hash: &str, field: &str) -> Result<Option<String>, StoreError> {
+        let started = Instant::now();
+        let fut = async {
+            let r = match self.conn().await? {
+                Conn::Single(c) => {
+                    let mut cmd = redis::cmd("HGET");
+                    cmd.arg(hash).arg(field);
+                    cmd.query_async(&mut c.clone()).await
+                }
+                Conn::Cluster(c) => c.hget(hash, field).await,
+            };
+            r.map_err(|e| classify(&e))
+        };
+        let res = tokio::time::timeout(self.timeout, fut)
+            .await
+            .unwrap_or(Err(StoreError::Timeout));
+        metrics::observe_store("key_lookup", started.elapsed());
+        res
+    }
+
     fn kind(&self) -> &'static str {
         match self.target {
             RedisTarget::Single(_) => "redis",
