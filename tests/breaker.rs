@@ -268,12 +268,27 @@ fn assert_bounds(what: &str, f: &Figures, tg: &Tollgate) {
 /// 30 requests of a fresh 20-a-minute key while the breaker is open: `local` limits them from
 /// the in-process store (20 admitted, then 429), `fail_open` admits all of them undecided.
 fn judged_while_open(tg: &Tollgate, on_error: &str, key: &str) {
+    let closings = || {
+        metric_sum(
+            &tg.metrics(),
+            "tollgate_breaker_transitions_total",
+            &[("to", "closed")],
+        )
+    };
+    let closed_before = closings();
     let started = Instant::now();
     let mut conn = None;
     let shots: Vec<Shot> = (0..30)
         .map(|_| shoot(tg.port, &mut conn, key, started))
         .collect();
     let statuses: Vec<u16> = shots.iter().map(|s| s.status).collect();
+    // A Redis Cluster promotes the replica when it will, not when the test says: if the
+    // breaker closed while the 30 requests went out (a slow, loaded run), Redis decided the
+    // later ones from an empty count, and the sequence says nothing about the local limits.
+    if closings() != closed_before {
+        eprintln!("[{on_error}] the breaker closed during the check, not judged: {statuses:?}");
+        return;
+    }
     match on_error {
         "local" => {
             assert_eq!(&statuses[..20], [200; 20], "{statuses:?}");
