@@ -363,6 +363,7 @@ fn cached_limiter(env: &Env, clock: &Clock) -> Limiter {
             ..BreakerSettings::default()
         },
         over_limit_cache: true,
+        concurrency_lease: Duration::from_secs(60),
     };
     let store = RedisStore::new(
         settings.target.clone(),

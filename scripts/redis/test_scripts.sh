@@ -399,5 +399,21 @@ out=$(batch "-1 1 refund:{d}:fw,$FW,5,$W" "0 1 refund:{e}:fw,$FW,5,$W")
 expect "a batch appends the time to the request that asked only" "1 1 1 4" "$(echo "$out" | cut -d' ' -f1-4)"
 expect "... then the next request's answer follows" "1 1 1 4" "$(echo "$out" | cut -d' ' -f8-11)"
 
+# --- concurrency.lua: leases on in-flight requests -----------------------------------------
+cc_sha=$(r SCRIPT LOAD "$(cat "$here/concurrency.lua")")
+cc() { # NOW OP TOKEN [MAX LEASE_MS] -> the answer on one line
+  r EVALSHA "$cc_sha" 1 "cc:{a}" "$@" | tr '\n' ' ' | sed 's/ $//'
+}
+C=$((B + 7200 * S))
+expect "concurrency: first slot" "1 1" "$(cc $C 1 101 2 60000)"
+expect "concurrency: second slot" "1 2" "$(cc $((C + MS)) 1 102 2 60000)"
+expect "concurrency: full, retry when the earliest lease runs out" "0 2 59997" "$(cc $((C + 3 * MS)) 1 103 2 60000)"
+expect "concurrency: a release gives the slot back" "1" "$(cc $((C + 4 * MS)) 2 101)"
+expect "concurrency: released twice gives nothing more" "0" "$(cc $((C + 4 * MS)) 2 101)"
+expect "concurrency: the freed slot is taken" "1 2" "$(cc $((C + 5 * MS)) 1 104 2 60000)"
+expect "concurrency: leases of a dead holder run out" "1 1" "$(cc $((C + 61 * S)) 1 105 2 60000)"
+expect "concurrency: the key expires with its newest lease" "1" "$(r PTTL "cc:{a}" | awk '{ print ($1 > 0 && $1 <= 60000) }')"
+expect "concurrency: bad arguments are an error" "1" "$(cc $C 1 106 0 60000 2>&1 | grep -c 'at least 1')"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -367,6 +367,7 @@ mod tests {
         Arc::new(Tier {
             name: name.into(),
             index: 0,
+            concurrency: None,
             limits: Vec::new(),
             shadow: false,
             limit_headers: Vec::new(),

@@ -224,10 +224,16 @@ pub struct RawRedis {
     /// Reject a key locally until Redis said its slot frees, without asking Redis again.
     #[serde(default = "default_true")]
     pub over_limit_cache: bool,
+    /// How long a concurrency slot outlives a replica that died holding it.
+    #[serde(default = "default_concurrency_lease")]
+    pub concurrency_lease: Dur,
 }
 
 fn default_timeout_ms() -> u64 {
     50
+}
+fn default_concurrency_lease() -> Dur {
+    Dur(crate::limiter::DEFAULT_CONCURRENCY_LEASE)
 }
 fn default_key_prefix() -> String {
     "tollgate".to_string()
@@ -412,6 +418,8 @@ pub struct RawTier {
     pub limits: Vec<RawLimit>,
     #[serde(default)]
     pub shadow: bool,
+    /// At most this many requests of one identity in flight at once, across replicas.
+    pub concurrency: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -155,6 +155,8 @@ pub struct Tier {
     pub shadow: bool,
     /// Header values of each limit (same order as `limits`), computed once per load.
     pub limit_headers: Vec<LimitHeaders>,
+    /// At most this many requests of one identity in flight at once (`concurrency`).
+    pub concurrency: Option<u64>,
 }
 
 /// The parts of the rate-limit headers that depend only on the configuration.

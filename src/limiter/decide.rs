@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use super::breaker::{Breaker, BreakerState, Observer, Permit};
 use super::over_limit_cache::OverLimitCache;
 use super::store::LateAnswer;
-use super::{Budget, Clock, MemoryStore, OnError, RedisSettings, Store, StoreError, Verdict};
+use super::{
+    Budget, Clock, Lease, MemoryStore, OnError, RedisSettings, Store, StoreError, Verdict,
+};
 use crate::metrics;
 
 /// Timed-out calls kept waiting for their late answer at once, per limiter: bounds the memory
@@ -33,6 +35,28 @@ pub enum Source {
     Cache,
     /// The in-process fallback during a store failure (`on_error: local`).
     Local,
+}
+
+/// The answer to [`Limiter::acquire_slot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotOutcome {
+    /// The request holds a slot; `local`: in the in-process store (release it there).
+    Held { local: bool },
+    /// Every slot is taken.
+    Full { retry_ms: u64 },
+    /// The store failed: admitted without a slot (`on_error: fail_open`).
+    FailOpen(StoreError),
+    /// The store failed: refused (`on_error: fail_closed`).
+    FailClosed(StoreError),
+}
+
+impl SlotOutcome {
+    fn from_lease(lease: Lease, local: bool) -> Self {
+        match lease {
+            Lease::Granted => SlotOutcome::Held { local },
+            Lease::Full { retry_ms } => SlotOutcome::Full { retry_ms },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +295,52 @@ impl Limiter {
             cache.clear();
         }
         result
+    }
+
+    /// Takes a concurrency slot of `identity` (at most `max` in flight) for the request
+    /// `token`. The store's failure policy applies as for a check; an open breaker skips the
+    /// store.
+    pub async fn acquire_slot(&self, identity: &str, token: u64, max: u64) -> SlotOutcome {
+        let lease = self
+            .settings
+            .as_ref()
+            .map_or(super::DEFAULT_CONCURRENCY_LEASE, |s| s.concurrency_lease);
+        let res = match self.breaker.is_open() {
+            true => Err(StoreError::CircuitOpen),
+            false => self.primary.acquire(identity, token, max, lease).await,
+        };
+        let local = match res {
+            Ok(lease) => return SlotOutcome::from_lease(lease, self.settings.is_none()),
+            Err(e) => e,
+        };
+        metrics::store_error(local.kind());
+        self.log_fallback(&local);
+        match self.on_error {
+            OnError::FailOpen => SlotOutcome::FailOpen(local),
+            OnError::FailClosed => SlotOutcome::FailClosed(local),
+            OnError::Local => {
+                SlotOutcome::from_lease(self.local.acquire_sync(identity, token, max, lease), true)
+            }
+        }
+    }
+
+    /// Gives a slot back, in the background: called from a drop, it must not wait. Without a
+    /// runtime (never on the proxy) the lease frees the slot.
+    pub fn release_slot(self: &Arc<Self>, identity: Box<str>, token: u64, local: bool) {
+        if local {
+            self.local.release_sync(&identity, token);
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let limiter = self.clone();
+        rt.spawn(async move {
+            if let Err(e) = limiter.primary.release(&identity, token).await {
+                metrics::store_error(e.kind());
+                log::debug!("concurrency slot not released ({e}); its lease frees it");
+            }
+        });
     }
 
     /// `HGET hash field` in the store within `timeout_ms` (the `keys_redis` lookup).

@@ -25,11 +25,11 @@ pub use breaker::{
 };
 pub use budget::{limit_count, Budget};
 pub use clock::Clock;
-pub use decide::{Limiter, Outcome, Source, MAX_LATE_CALLS};
+pub use decide::{Limiter, Outcome, SlotOutcome, Source, MAX_LATE_CALLS};
 pub use limit::Limit;
 pub use over_limit_cache::OverLimitCache;
-pub use settings::{OnError, RedisSettings, RedisTarget};
+pub use settings::{OnError, RedisSettings, RedisTarget, DEFAULT_CONCURRENCY_LEASE};
 pub use store::memory::MemoryStore;
 pub use store::redis::{RedisStore, RATELIMIT_LUA};
-pub use store::{KeyBuilder, LateAnswer, Store, StoreError};
+pub use store::{KeyBuilder, LateAnswer, Lease, Store, StoreError};
 pub use verdict::{LimitOutcome, Usage, Verdict};

@@ -34,4 +34,9 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub breaker: BreakerSettings,
     pub over_limit_cache: bool,
+    /// The expiry of a concurrency slot: a replica that dies holding slots leaks them no longer.
+    pub concurrency_lease: Duration,
 }
+
+/// `redis.concurrency_lease` when not set, and the lease of the in-process store.
+pub const DEFAULT_CONCURRENCY_LEASE: Duration = Duration::from_secs(60);

@@ -33,6 +33,8 @@ pub struct RequestCtx {
     pub upstream_took: Option<Duration>,
     /// The status `fail_to_proxy` chose, for logging when nothing else was written.
     pub error_status: Option<u16>,
+    /// The concurrency slot this request holds, given back when it is dropped.
+    pub slot: Option<super::slot::Slot>,
 }
 
 impl Default for RequestCtx {
@@ -52,6 +54,7 @@ impl Default for RequestCtx {
             upstream_started: None,
             upstream_took: None,
             error_status: None,
+            slot: None,
         }
     }
 }

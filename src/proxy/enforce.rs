@@ -4,11 +4,17 @@ use serde_json::json;
 
 use super::ratelimit_headers::{ceil_secs, header_pairs, headline, Headline};
 use super::responses::{Problem, QUOTA_EXCEEDED};
+use super::slot::{self, Slot};
 use super::RequestCtx;
 use crate::config::{Plan, Tier, TIER_POLICY};
-use crate::limiter::{Budget, Outcome, Source, Verdict};
+use crate::limiter::{Budget, Outcome, SlotOutcome, Source, Verdict};
 use crate::metric_handles::{LimitLabel, MetricHandles};
 use crate::metrics::{self, Decision};
+use crate::state::Generation;
+use std::sync::Arc;
+
+/// The name of a concurrency refusal in `violated-policies` and the metric labels.
+const CONCURRENCY: &str = "concurrency";
 use pingora::proxy::Session;
 use pingora::Result;
 
@@ -24,6 +30,12 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
     };
     let snapshot = &generation.snapshot;
     let tier = identity.tier().clone();
+    if let Some(max) = tier.concurrency {
+        let id = identity.store_identity().as_str();
+        if take_slot(session, ctx, &generation, id, &tier, max).await? {
+            return Ok(true);
+        }
+    }
     let req = session.req_header();
     let Some(plan) = snapshot
         .plan(route, &req.method, &tier)
@@ -86,6 +98,64 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
                 "Service Unavailable",
                 "the rate-limit store is unavailable and this gateway fails closed",
             );
+            p.headers.push(("Retry-After", 1u64.into()));
+            p.request_id = Some(&ctx.request_id);
+            p.send(session).await
+        }
+    }
+}
+
+/// Takes a concurrency slot before any rate limit is asked, so a request refused here is
+/// charged nothing. Returns whether the response was written (429, or 503 failing closed).
+async fn take_slot(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    generation: &Arc<Generation>,
+    identity: &str,
+    tier: &Tier,
+    max: u64,
+) -> Result<bool> {
+    let token = slot::next_token();
+    let limiter = &generation.limiter;
+    match limiter.acquire_slot(identity, token, max).await {
+        SlotOutcome::Held { local } => {
+            ctx.slot = Some(Slot::new(limiter.clone(), identity, token, local));
+            Ok(false)
+        }
+        SlotOutcome::FailOpen(_) => Ok(false),
+        SlotOutcome::FailClosed(_) => {
+            ctx.decision = Some(Decision::ErrorDenied);
+            metrics::decision(&tier.name, CONCURRENCY, CONCURRENCY, Decision::ErrorDenied);
+            let mut p = Problem::new(
+                503,
+                "Service Unavailable",
+                "the rate-limit store is unavailable and this gateway fails closed",
+            );
+            p.headers.push(("Retry-After", 1u64.into()));
+            p.request_id = Some(&ctx.request_id);
+            p.send(session).await
+        }
+        SlotOutcome::Full { .. } if tier.shadow => {
+            metrics::decision(
+                &tier.name,
+                CONCURRENCY,
+                CONCURRENCY,
+                Decision::ShadowLimited,
+            );
+            Ok(false)
+        }
+        SlotOutcome::Full { .. } => {
+            ctx.decision = Some(Decision::Limited);
+            metrics::decision(&tier.name, CONCURRENCY, CONCURRENCY, Decision::Limited);
+            let detail = format!(
+                "at most {max} requests in flight at once for tier {}",
+                tier.name
+            );
+            let mut p = Problem::new(429, "Too Many Requests", detail);
+            p.kind = Some(QUOTA_EXCEEDED);
+            p.extra.push(("violated-policies", json!([CONCURRENCY])));
+            // A slot usually comes back as soon as one request ends: retry soon.
+            p.extra.push(("retry_after_ms", json!(1000)));
             p.headers.push(("Retry-After", 1u64.into()));
             p.request_id = Some(&ctx.request_id);
             p.send(session).await

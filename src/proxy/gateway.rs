@@ -265,6 +265,9 @@ impl ProxyHttp for Gateway {
             }
         }
         record::record(session, ctx);
+        // The request is over: its concurrency slot goes back now, not when Pingora gets to
+        // dropping the context.
+        ctx.slot = None;
     }
 }
 

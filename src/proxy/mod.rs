@@ -15,6 +15,7 @@ mod identify;
 pub mod ratelimit_headers;
 mod record;
 pub mod responses;
+mod slot;
 
 pub use ctx::RequestCtx;
 pub use gateway::Gateway;

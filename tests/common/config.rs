@@ -105,6 +105,11 @@ impl Redis {
             .set("breaker_open", quoted(open))
     }
 
+    /// `concurrency_lease`: how long a slot outlives a replica that died holding it.
+    pub fn concurrency_lease(self, lease: &str) -> Self {
+        self.set("concurrency_lease", lease.to_string())
+    }
+
     pub fn over_limit_cache(self, on: bool) -> Self {
         self.set("over_limit_cache", on.to_string())
     }
@@ -327,6 +332,7 @@ struct TierSpec {
     name: String,
     limits: Vec<Limit>,
     shadow: bool,
+    concurrency: Option<u64>,
 }
 
 /// A whole gateway config. Setting an upstream, tier or key that exists replaces it in place
@@ -479,11 +485,19 @@ impl ConfigBuilder {
             name: name.to_string(),
             limits: limits.to_vec(),
             shadow,
+            concurrency: None,
         };
         match self.tiers.iter_mut().find(|t| t.name == name) {
             Some(slot) => *slot = spec,
             None => self.tiers.push(spec),
         }
+        self
+    }
+
+    /// `concurrency: n` on an existing tier: at most `n` requests of one identity in flight.
+    pub fn concurrency(mut self, tier: &str, n: u64) -> Self {
+        let t = self.tiers.iter_mut().find(|t| t.name == tier);
+        t.expect("a tier to limit").concurrency = Some(n);
         self
     }
 
@@ -612,6 +626,9 @@ impl ConfigBuilder {
             let _ = writeln!(y, "  {}:", t.name);
             if t.shadow {
                 y.push_str("    shadow: true\n");
+            }
+            if let Some(n) = t.concurrency {
+                let _ = writeln!(y, "    concurrency: {n}");
             }
             if t.limits.is_empty() {
                 y.push_str("    limits: []\n");

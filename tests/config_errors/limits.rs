@@ -280,7 +280,7 @@ pub const PARSING: &[Row] = &[
         "unknown field `passwd`, expected one of `url`, `cluster`, `timeout_ms`, `on_error`, \
          `key_prefix`, `breaker_failures`, `breaker_window`, `breaker_min_calls`, \
          `breaker_failure_ratio`, `breaker_failure_spread`, `breaker_half_open_after`, \
-         `breaker_probes`, `breaker_open`, `over_limit_cache`",
+         `breaker_probes`, `breaker_open`, `over_limit_cache`, `concurrenc...",
     ),
     row(
         concat!("connection_rate: { per_ip: 5, burst: 3 }\n", base!()),

@@ -1,5 +1,6 @@
 //! Rows for what picks a request's budgets: route `name` and `methods`, `policies`,
-//! `identity.ipv6_prefix` and `memory_max_identities`.
+//! `identity.ipv6_prefix`, `memory_max_identities` and concurrency (`tiers.<t>.concurrency`,
+//! `redis.concurrency_lease`).
 
 use super::{row, Row};
 
@@ -274,6 +275,23 @@ pub const POLICY_LIMITS: &[Row] = &[
 ];
 
 pub const CAPACITY: &[Row] = &[
+    row(
+        concat!(
+            upstreams!(),
+            routes!(),
+            "tiers: { t: { limits: [], concurrency: 0 } }\n"
+        ),
+        "3:27: field `tiers.t.concurrency`",
+        "must be between 1 and 1000000 (leave it out for no limit)",
+    ),
+    row(
+        concat!(
+            "redis: { url: \"redis://127.0.0.1:6379\", concurrency_lease: 10ms }\n",
+            base!()
+        ),
+        "1:41: field `redis.concurrency_lease`",
+        "must be between 100ms and 1d (longer than the slowest request it guards)",
+    ),
     row(
         concat!(base!(), "identity: { ipv6_prefix: 0 }\n"),
         "4:13: field `identity.ipv6_prefix`",

@@ -20,6 +20,13 @@ pub(super) fn settings(cx: &Cx<'_>, r: &RawRedis) -> Result<RedisSettings, Confi
         ));
     }
     let breaker = super::breaker::breaker_settings(cx, r)?;
+    let lease = r.concurrency_lease.0;
+    if lease < Duration::from_millis(100) || lease > Duration::from_secs(86_400) {
+        return Err(cx.at(
+            "redis.concurrency_lease",
+            "must be between 100ms and 1d (longer than the slowest request it guards)",
+        ));
+    }
     let target = match cluster {
         true => RedisTarget::Cluster(urls),
         false => RedisTarget::Single(urls.into_iter().next().unwrap_or_default()),
@@ -31,6 +38,7 @@ pub(super) fn settings(cx: &Cx<'_>, r: &RawRedis) -> Result<RedisSettings, Confi
         key_prefix: r.key_prefix.clone(),
         breaker,
         over_limit_cache: r.over_limit_cache,
+        concurrency_lease: lease,
     })
 }
 

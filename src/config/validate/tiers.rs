@@ -49,6 +49,12 @@ fn tier(cx: &Cx<'_>, name: &str, index: usize, t: &RawTier) -> Result<Tier, Conf
     if limits.len() > 16 {
         return Err(cx.at(&format!("{f}.limits"), "at most 16 limits per tier"));
     }
+    if t.concurrency.is_some_and(|n| n == 0 || n > 1_000_000) {
+        return Err(cx.at(
+            &format!("{f}.concurrency"),
+            "must be between 1 and 1000000 (leave it out for no limit)",
+        ));
+    }
     let limit_headers = limits.iter().map(limit_headers).collect();
     Ok(Tier {
         index,
@@ -56,6 +62,7 @@ fn tier(cx: &Cx<'_>, name: &str, index: usize, t: &RawTier) -> Result<Tier, Conf
         limits,
         shadow: t.shadow,
         limit_headers,
+        concurrency: t.concurrency,
     })
 }
 

@@ -77,6 +77,21 @@ impl KeyBuilder {
         out.push_str(limit.algorithm.key_suffix());
     }
 
+    /// The lease set of `identity`'s concurrency slots (`concurrency.lua`); no limit key
+    /// ends in `:cc`.
+    pub fn concurrency_key(&self, identity: &str) -> KeySet {
+        let mut buf = String::with_capacity(self.prefix.len() + identity.len() + 20);
+        buf.push_str(&self.prefix);
+        buf.push_str(":{");
+        buf.push_str(identity);
+        buf.push_str("}:concurrency:cc");
+        let whole = 0..buf.len();
+        KeySet {
+            ranges: std::iter::once(whole).collect(),
+            buf,
+        }
+    }
+
     pub fn key(&self, identity: &str, limit: &Limit) -> String {
         let mut s = String::new();
         self.write_key(&mut s, identity, limit);

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use super::{Budget, Usage, Verdict};
 
@@ -59,6 +60,15 @@ impl std::error::Error for StoreError {}
 /// store's answer when it comes (bounded by the store's own late-answer horizon).
 pub type LateAnswer = Pin<Box<dyn Future<Output = Result<Verdict, StoreError>> + Send + 'static>>;
 
+/// The answer to a request for a concurrency slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// The slot is the request's until it is released or the lease runs out.
+    Granted,
+    /// Every slot is held; the earliest lease runs out in `retry_ms` at the latest.
+    Full { retry_ms: u64 },
+}
+
 /// A backend that decides a request against all of its budgets atomically.
 ///
 /// Contract shared by every implementation (the Lua scripts and [`memory::MemoryStore`]):
@@ -86,6 +96,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets every counter of `budgets`: the next request finds them empty.
     async fn reset(&self, budgets: &[Budget<'_>]) -> Result<(), StoreError>;
+
+    /// Takes one of `max` concurrency slots of `identity` for the in-flight request `token`
+    /// (unique per request), held until [`Store::release`] or until `lease` passes.
+    async fn acquire(
+        &self,
+        identity: &str,
+        token: u64,
+        max: u64,
+        lease: Duration,
+    ) -> Result<Lease, StoreError>;
+
+    /// Gives the slot of `token` back (nothing when its lease already ran out).
+    async fn release(&self, identity: &str, token: u64) -> Result<(), StoreError>;
 
     /// A cheap liveness probe (Redis PING) for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{KeyBuilder, KeySet, Store, StoreError};
+use super::{KeyBuilder, KeySet, Lease, Store, StoreError};
 use crate::limiter::{Algorithm, Budget, Clock, Limit, Usage, Verdict};
 use crate::metrics;
 
 mod capacity;
 mod fixed_window;
+mod leases;
 mod params;
 mod sliding_log;
 mod sliding_window;
@@ -47,6 +48,8 @@ pub struct MemoryStore {
     keys: KeyBuilder,
     clock: Clock,
     capacity: Capacity,
+    /// Concurrency slots (`leases.rs`, the twin of `concurrency.lua`).
+    leases: leases::Leases,
 }
 
 struct Shard {
@@ -97,6 +100,7 @@ impl MemoryStore {
             keys: KeyBuilder::new("mem"),
             clock,
             capacity: Capacity::new(),
+            leases: leases::Leases::default(),
         }
     }
 
@@ -129,6 +133,25 @@ impl MemoryStore {
             self.capacity.release(freed);
         }
         lock(&self.overflow).sweep(now);
+        self.leases.sweep(now);
+    }
+
+    /// [`Store::acquire`] without the future (the local fallback).
+    pub fn acquire_sync(
+        &self,
+        identity: &str,
+        token: u64,
+        max: u64,
+        lease: std::time::Duration,
+    ) -> Lease {
+        let now = self.clock.now_us();
+        let lease_us = lease.as_micros() as u64;
+        self.leases.acquire(identity, token, max, lease_us, now)
+    }
+
+    /// [`Store::release`] without the future.
+    pub fn release_sync(&self, identity: &str, token: u64) {
+        self.leases.release(identity, token);
     }
 
     /// A background thread that sweeps every `every` for as long as the store lives.
@@ -325,6 +348,21 @@ impl Store for MemoryStore {
 
     async fn reset(&self, budgets: &[Budget<'_>]) -> Result<(), StoreError> {
         self.reset_sync(budgets);
+        Ok(())
+    }
+
+    async fn acquire(
+        &self,
+        identity: &str,
+        token: u64,
+        max: u64,
+        lease: std::time::Duration,
+    ) -> Result<Lease, StoreError> {
+        Ok(self.acquire_sync(identity, token, max, lease))
+    }
+
+    async fn release(&self, identity: &str, token: u64) -> Result<(), StoreError> {
+        self.release_sync(identity, token);
         Ok(())
     }
 

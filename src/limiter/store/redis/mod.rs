@@ -28,16 +28,18 @@ use redis::aio::ConnectionManager;
 use redis::RedisError;
 use tokio::sync::OnceCell;
 
-use super::{KeyBuilder, KeySet, LateAnswer, Store, StoreError};
+use super::{KeyBuilder, KeySet, LateAnswer, Lease, Store, StoreError};
 use crate::limiter::{limit_count, Budget, Clock, LimitOutcome, RedisTarget, Usage, Verdict};
 use crate::metrics;
 
 mod batch;
 mod cluster;
+mod leases;
 mod single;
 mod split;
 use batch::Batcher;
 use cluster::ClusterConn;
+pub use leases::CONCURRENCY_LUA;
 pub use split::{slot_of, REFUND_LUA};
 
 static RATELIMIT_SHA: once_cell::sync::Lazy<String> =
@@ -121,6 +123,7 @@ pub struct RedisStore {
     ratelimit: Arc<Lua>,
     peek: Lua,
     reset: Lua,
+    concurrency: Lua,
     conn: OnceCell<Conn>,
 }
 
@@ -137,6 +140,7 @@ impl RedisStore {
             ratelimit: Arc::new(Lua::new(RATELIMIT_LUA)),
             peek: Lua::new(PEEK_LUA),
             reset: Lua::new(RESET_LUA),
+            concurrency: Lua::new(CONCURRENCY_LUA),
             conn: OnceCell::new(),
         }
     }
@@ -203,6 +207,11 @@ impl RedisStore {
     }
 
     /// Signed, because `now` -1 asks the script to report the time it used (`split.rs`).
+    /// `now` for a script: the manual clock's time (tests), or 0 for Redis `TIME`.
+    fn now_arg(&self) -> i64 {
+        self.clock.fixed_us().unwrap_or(0) as i64
+    }
+
     fn keys_and_args(&self, budgets: &[Budget<'_>], cost: Option<u64>) -> (KeySet, Vec<i64>) {
         let keys = self.keys.keys(budgets);
         let mut args: Vec<i64> = Vec::with_capacity(2 + 3 * keys.len());
@@ -467,6 +476,20 @@ impl Store for RedisStore {
         self.timed("reset", &self.reset, budgets, None)
             .await
             .map(drop)
+    }
+
+    async fn acquire(
+        &self,
+        identity: &str,
+        token: u64,
+        max: u64,
+        lease: Duration,
+    ) -> Result<Lease, StoreError> {
+        self.acquire_lease(identity, token, max, lease).await
+    }
+
+    async fn release(&self, identity: &str, token: u64) -> Result<(), StoreError> {
+        self.release_lease(identity, token).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
