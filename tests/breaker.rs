@@ -23,7 +23,6 @@ use breaker_support::*;
 use common::cluster::RedisCluster;
 use common::metric_sum;
 use common::{Echo, RedisServer, Tollgate};
-use sha2::{Digest, Sha256};
 
 /// Scheduling slack on a loaded 2-core box, added to the bounds.
 const MARGIN_MS: u64 = 200;
@@ -368,11 +367,9 @@ fn an_outage_opens_the_breaker_fast_and_it_closes_on_return_local() {
     outage("local");
 }
 
-/// The hash slot of an API key's counters (`{k:<first 16 bytes of its sha256>}`, as in
-/// `src/limiter/keys.rs`).
-fn slot_of(cluster: &RedisCluster, api_key: &str) -> u16 {
-    let digest = Sha256::digest(api_key.as_bytes());
-    cluster.keyslot(&format!("{{k:{}}}", hex::encode(&digest[..16])))
+/// The hash slot of a key id's counters (`{id:<id>}`, as in `StoreIdentity::for_id`).
+fn slot_of(cluster: &RedisCluster, id: &str) -> u16 {
+    cluster.keyslot(&format!("{{id:{id}}}"))
 }
 
 #[test]
@@ -390,7 +387,7 @@ fn a_cluster_failover_opens_and_closes_the_breaker_within_the_same_bounds() {
     let clients = Clients::start(tg.port, plan);
     let monitor = Monitor::start(tg.admin_port, clients.started);
     std::thread::sleep(Duration::from_millis(1000));
-    let slot = slot_of(&cluster, "load-key");
+    let slot = slot_of(&cluster, "loader");
     // A fresh key on the same master: the breaker is one per replica, not one per shard, so a
     // key on a healthy master would be decided by Redis (and close the breaker as a probe).
     let victim = cluster.master_of(slot);

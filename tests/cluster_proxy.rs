@@ -22,18 +22,17 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{sliding_log_entries, RedisCluster};
 use common::{limit, ConfigBuilder, Echo, Redis, Route, Tollgate, Upstream};
-use sha2::{Digest, Sha256};
 
 fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The store key tollgate uses for `api_key` and `limit` (sliding_log), per `src/limiter/keys.rs`
-/// and the key digest of `src/identity/store_identity.rs`: `tollgate:{k:<first 16 bytes of sha256>}:...`.
-fn store_key(api_key: &str, limit: &str) -> String {
-    let digest = Sha256::digest(api_key.as_bytes());
-    format!("tollgate:{{k:{}}}:{limit}:slr", hex::encode(&digest[..16]))
+/// The store key tollgate uses for the key id `id` and `limit` (sliding_log), per
+/// `src/limiter/store/keys.rs` and `StoreIdentity::for_id`: `tollgate:{id:<id>}:<limit>:slr`
+/// (the counters belong to the id; these tests give each key an id equal to the key).
+fn store_key(id: &str, limit: &str) -> String {
+    format!("tollgate:{{id:{id}}}:{limit}:slr")
 }
 
 /// API keys (`<tag>-<n>`) whose identity's slot is owned by each master.
