@@ -7,6 +7,7 @@ use super::responses::{Problem, QUOTA_EXCEEDED};
 use super::slot::{self, Slot};
 use super::RequestCtx;
 use crate::config::{Plan, Tier, TIER_POLICY};
+use crate::identity::StoreIdentity;
 use crate::limiter::{Budget, Outcome, SlotOutcome, Source, Verdict};
 use crate::metric_handles::{LimitLabel, MetricHandles};
 use crate::metrics::{self, Decision};
@@ -51,16 +52,7 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
         &req.headers,
         snapshot.ipv6_prefix,
     );
-    // `slots[k]`: the plan budget and limit of the verdict's k-th outcome.
-    let mut budgets = Vec::with_capacity(ids.len());
-    let mut slots = Vec::with_capacity(plan.budgets.len() * 2);
-    for (bi, id) in ids.iter().enumerate() {
-        if let Some(id) = id {
-            let limits = &plan.budgets[bi].limits;
-            budgets.push(Budget::new(id.as_str(), limits).with_overflow(&tier.name));
-            slots.extend((0..limits.len()).map(|li| (bi, li)));
-        }
-    }
+    let (budgets, slots) = budgets_of(plan, &ids, &tier.name);
     let outcome = generation
         .limiter
         .decide(&budgets, cost, &plan.scope, generation.number)
@@ -103,6 +95,26 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
             p.send(session).await
         }
     }
+}
+
+/// The store's budgets for the identities a plan resolved (an absent one, such as a missing
+/// header, has no budget), and `slots[k]`: the plan budget and limit of the verdict's k-th
+/// outcome.
+fn budgets_of<'a>(
+    plan: &'a Plan,
+    ids: &'a [Option<StoreIdentity>],
+    tier: &'a str,
+) -> (Vec<Budget<'a>>, Vec<(usize, usize)>) {
+    let mut budgets = Vec::with_capacity(ids.len());
+    let mut slots = Vec::with_capacity(plan.budgets.len() * 2);
+    for (bi, id) in ids.iter().enumerate() {
+        if let Some(id) = id {
+            let limits = &plan.budgets[bi].limits;
+            budgets.push(Budget::new(id.as_str(), limits).with_overflow(tier));
+            slots.extend((0..limits.len()).map(|li| (bi, li)));
+        }
+    }
+    (budgets, slots)
 }
 
 /// Takes a concurrency slot before any rate limit is asked, so a request refused here is

@@ -104,33 +104,7 @@ pub fn rewrite(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
 
-    // One pass over the client's headers finds everything to drop: hop-by-hop headers (and
-    // those that Connection names), the API key, and identity headers a client made up. Most
-    // requests carry none of them, and then nothing is parsed or removed.
-    let mut doomed: Vec<HeaderName> = Vec::new();
-    for name in req.headers.keys() {
-        let websocket_keep =
-            websocket && (name == http::header::UPGRADE || name == http::header::CONNECTION);
-        if (is_hop_by_hop(name) && !websocket_keep)
-            || name == f.key_header
-            || name == KEY_ID
-            || name == TIER
-        {
-            doomed.push(name.clone());
-        }
-    }
-    if req.headers.contains_key(http::header::CONNECTION) {
-        let named = req
-            .headers
-            .get_all(http::header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .filter(|n| !(websocket && n == http::header::UPGRADE));
-        doomed.extend(named);
-    }
-    for n in &doomed {
+    for n in &doomed_headers(req, f.key_header, websocket) {
         req.remove_header(n);
     }
     normalize_content_length(req)?;
@@ -171,6 +145,40 @@ pub fn rewrite(req: &mut RequestHeader, f: &Forwarding<'_>) -> Result<()> {
         req.insert_header("X-Tollgate-Tier", tier)?;
     }
     Ok(())
+}
+
+/// One pass over the client's headers finds everything to drop: hop-by-hop headers (and
+/// those that Connection names), the API key, and identity headers a client made up. Most
+/// requests carry none of them, and then nothing is parsed or removed.
+fn doomed_headers(
+    req: &RequestHeader,
+    key_header: &HeaderName,
+    websocket: bool,
+) -> Vec<HeaderName> {
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in req.headers.keys() {
+        let websocket_keep =
+            websocket && (name == http::header::UPGRADE || name == http::header::CONNECTION);
+        if (is_hop_by_hop(name) && !websocket_keep)
+            || name == key_header
+            || name == KEY_ID
+            || name == TIER
+        {
+            doomed.push(name.clone());
+        }
+    }
+    if req.headers.contains_key(http::header::CONNECTION) {
+        let named = req
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .filter(|n| !(websocket && n == http::header::UPGRADE));
+        doomed.extend(named);
+    }
+    doomed
 }
 
 /// Identical duplicate `Content-Length` values (`5` twice, or `5, 5`), which Pingora accepts,

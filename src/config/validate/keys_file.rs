@@ -88,19 +88,15 @@ pub(super) fn stream(
     Ok(hasher.finalize().into())
 }
 
-/// One line into the table.
-fn parse_line(
+/// A line's tab-separated fields with the column each starts at, how many there are, and the
+/// column just past the line (where a missing field is reported).
+type Fields<'l> = [(&'l [u8], usize); 4];
+
+fn split_fields<'l>(
     cx: &Cx<'_>,
-    raw: &[u8],
-    b: &mut KeyTableBuilder,
-    yaml_ids: u32,
-) -> Result<(), ConfigError> {
-    let line = raw.strip_suffix(b"\n").unwrap_or(raw);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.trim_ascii().is_empty() || line.first() == Some(&b'#') {
-        return Ok(());
-    }
-    let mut fields: [(&[u8], usize); 4] = [(&[], 0); 4];
+    line: &'l [u8],
+) -> Result<(Fields<'l>, usize, usize), ConfigError> {
+    let mut fields: Fields<'l> = [(&[], 0); 4];
     let mut count = 0;
     let mut column = 1;
     for part in line.split(|&c| c == b'\t') {
@@ -115,6 +111,22 @@ fn parse_line(
         count += 1;
         column += part.len() + 1;
     }
+    Ok((fields, count, column))
+}
+
+/// One line into the table.
+fn parse_line(
+    cx: &Cx<'_>,
+    raw: &[u8],
+    b: &mut KeyTableBuilder,
+    yaml_ids: u32,
+) -> Result<(), ConfigError> {
+    let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.trim_ascii().is_empty() || line.first() == Some(&b'#') {
+        return Ok(());
+    }
+    let (fields, count, column) = split_fields(cx, line)?;
     let field = |i: usize| Field {
         name: FIELDS[i],
         column: if i < count { fields[i].1 } else { column },
