@@ -85,14 +85,7 @@ pub async fn enforce(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool
             generation
                 .metrics
                 .decision(&tier, LimitLabel::All, Decision::ErrorDenied);
-            let mut p = Problem::new(
-                503,
-                "Service Unavailable",
-                "the rate-limit store is unavailable and this gateway fails closed",
-            );
-            p.headers.push(("Retry-After", 1u64.into()));
-            p.request_id = Some(&ctx.request_id);
-            p.send(session).await
+            fail_closed(session, ctx).await
         }
     }
 }
@@ -117,6 +110,19 @@ fn budgets_of<'a>(
     (budgets, slots)
 }
 
+/// The 503 of a store that cannot answer while the gateway fails closed (rate limits and
+/// concurrency slots alike).
+async fn fail_closed(session: &mut Session, ctx: &RequestCtx) -> Result<bool> {
+    let mut p = Problem::new(
+        503,
+        "Service Unavailable",
+        "the rate-limit store is unavailable and this gateway fails closed",
+    );
+    p.headers.push(("Retry-After", 1u64.into()));
+    p.request_id = Some(&ctx.request_id);
+    p.send(session).await
+}
+
 /// Takes a concurrency slot before any rate limit is asked, so a request refused here is
 /// charged nothing. Returns whether the response was written (429, or 503 failing closed).
 async fn take_slot(
@@ -138,14 +144,7 @@ async fn take_slot(
         SlotOutcome::FailClosed(_) => {
             ctx.decision = Some(Decision::ErrorDenied);
             metrics::decision(&tier.name, CONCURRENCY, CONCURRENCY, Decision::ErrorDenied);
-            let mut p = Problem::new(
-                503,
-                "Service Unavailable",
-                "the rate-limit store is unavailable and this gateway fails closed",
-            );
-            p.headers.push(("Retry-After", 1u64.into()));
-            p.request_id = Some(&ctx.request_id);
-            p.send(session).await
+            fail_closed(session, ctx).await
         }
         SlotOutcome::Full { .. } if tier.shadow => {
             metrics::decision(
