@@ -340,7 +340,7 @@ for code in $SL $SW $FW $TB; do
 done
 err=$(batch "$B 1 bad:{a}:sl,$SL,5,$W" "$B 1 bad:{a}:sl,9,5,$W" 2>&1 || true)
 expect "a malformed request fails the batch" "1" "$(case "$err" in *tollgate*) echo 1 ;; *) echo 0 ;; esac)"
-expect "... before anything of it is recorded" "0" "$(r EXISTS bad:{a}:sl)"
+expect "... before anything of it is recorded" "0" "$(r EXISTS 'bad:{a}:sl')"
 
 # --- peek (read-only usage) and reset -----------------------------------------------------------
 # pk NOW KEY,CODE,LIMIT,WINDOW ...  -> "n (remaining reset)*n"
